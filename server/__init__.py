@@ -1,0 +1,1 @@
+"""The file server: storage, connection handler, thread and process pools, supervisor."""

@@ -1,0 +1,314 @@
+"""Counters every worker writes and the supervisor reads.
+
+``WorkerTable`` is one flat array of unsigned 64-bit counters in shared
+memory (``multiprocessing.RawArray``), one row per worker.  Each row has a
+single writer, the worker it belongs to, so no lock is needed and the same
+table works for threads and for forked processes: a pre-forked child writes
+its row in memory the parent reads, not in a copy of its own.
+
+``StatsCollector`` runs in the supervisor: it sums the rows, keeps a short
+history for requests/s over a recent window, samples CPU and memory with
+psutil, and produces the ``/stats`` document and the periodic log line.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import multiprocessing
+import os
+import time
+
+import psutil
+
+__all__ = ["WorkerTable", "WorkerSlot", "StatsCollector", "COMMANDS"]
+
+COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE", "OTHER")
+STATUSES = ("OK", "ERROR")
+
+_FIELDS = (
+    "pid", "tid", "busy", "busy_since_ns", "busy_ns", "connections", "requests",
+    "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port",
+    "client_since_ns", "client_bytes_in", "client_bytes_out", "client_requests",
+) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
+_INDEX = {name: i for i, name in enumerate(_FIELDS)}
+ROW = len(_FIELDS)
+
+
+class WorkerSlot:
+    """One worker's row; only that worker writes it."""
+
+    __slots__ = ("_array", "_base", "index")
+
+    def __init__(self, array, index: int):
+        self._array = array
+        self._base = index * ROW
+        self.index = index
+
+    def __getitem__(self, field: str) -> int:
+        return self._array[self._base + _INDEX[field]]
+
+    def _set(self, field: str, value: int) -> None:
+        self._array[self._base + _INDEX[field]] = value
+
+    def _add(self, field: str, value: int) -> None:
+        position = self._base + _INDEX[field]
+        self._array[position] += value
+
+    def claim(self, pid: int, tid: int) -> None:
+        self._set("pid", pid)
+        self._set("tid", tid)
+        self._set("busy", 0)
+
+    def connection_opened(self, address) -> None:
+        now = time.monotonic_ns()
+        high, low, port = _pack_address(address)
+        self._set("client_ip_hi", high)
+        self._set("client_ip_lo", low)
+        self._set("client_port", port)
+        self._set("client_since_ns", now)
+        self._set("client_bytes_in", 0)
+        self._set("client_bytes_out", 0)
+        self._set("client_requests", 0)
+        self._set("busy_since_ns", now)
+        self._set("busy", 1)
+        self._add("connections", 1)
+
+    def add_bytes(self, received: int = 0, sent: int = 0) -> None:
+        if received:
+            self._add("bytes_in", received)
+            self._add("client_bytes_in", received)
+        if sent:
+            self._add("bytes_out", sent)
+            self._add("client_bytes_out", sent)
+
+    def request_done(self, command: str, ok: bool) -> None:
+        if command not in COMMANDS:
+            command = "OTHER"
+        self._add(f"{command}_{'OK' if ok else 'ERROR'}", 1)
+        self._add("requests", 1)
+        self._add("client_requests", 1)
+
+    def connection_closed(self) -> None:
+        self._add("busy_ns", time.monotonic_ns() - self["busy_since_ns"])
+        self._set("busy", 0)
+
+
+class WorkerTable:
+    """Rows of counters for ``size`` workers, in memory shared across fork()."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._array = multiprocessing.RawArray("Q", size * ROW)
+
+    def slot(self, index: int) -> WorkerSlot:
+        return WorkerSlot(self._array, index)
+
+    def reset_row(self, index: int) -> None:
+        """Clear a dead worker's identity; its counters stay in the totals."""
+        slot = self.slot(index)
+        slot._set("pid", 0)
+        slot._set("tid", 0)
+        slot._set("busy", 0)
+
+    def rows(self) -> list[dict]:
+        values = self._array[:]
+        return [dict(zip(_FIELDS, values[i * ROW:(i + 1) * ROW])) for i in range(self.size)]
+
+
+def _pack_address(address) -> tuple[int, int, int]:
+    try:
+        host, port = address[0], address[1]
+        packed = int(ipaddress.ip_address(host.split("%")[0]))
+    except (TypeError, ValueError, IndexError):
+        return 0, 0, 0
+    if packed < 2 ** 32:
+        packed |= 0xFFFF << 32          # store IPv4 as IPv4-mapped IPv6
+    return packed >> 64, packed & (2 ** 64 - 1), int(port)
+
+
+def _unpack_address(row: dict) -> str | None:
+    if not row["client_port"]:
+        return None
+    address = ipaddress.IPv6Address((row["client_ip_hi"] << 64) | row["client_ip_lo"])
+    if address.ipv4_mapped:
+        return f"{address.ipv4_mapped}:{row['client_port']}"
+    return f"[{address}]:{row['client_port']}"
+
+
+class CpuSampler:
+    """CPU % between two calls, per key, from cumulative CPU seconds."""
+
+    def __init__(self):
+        self._previous: dict = {}
+
+    def percent(self, key, cpu_seconds: float, now: float) -> float:
+        before = self._previous.get(key)
+        self._previous[key] = (cpu_seconds, now)
+        if before is None or now <= before[1]:
+            return 0.0
+        return round(100.0 * (cpu_seconds - before[0]) / (now - before[1]), 1)
+
+
+class StatsCollector:
+    """Aggregates the table for /stats, /metrics and the stats log line."""
+
+    RATE_WINDOW = 10.0   # seconds of history behind requests/s
+
+    def __init__(self, table: WorkerTable, mode: str, pool_size: int, address: str):
+        self.table = table
+        self.mode = mode
+        self.pool_size = pool_size
+        self.address = address
+        self.started = time.time()
+        self._started_monotonic = time.monotonic()
+        self._history: collections.deque = collections.deque()
+        self._cpu = CpuSampler()
+        self._processes: dict[int, psutil.Process] = {}
+
+    def tick(self) -> None:
+        """Record the request total now; call about once a second."""
+        now = time.monotonic()
+        total = sum(row["requests"] for row in self.table.rows())
+        self._history.append((now, total))
+        while self._history and now - self._history[0][0] > self.RATE_WINDOW:
+            self._history.popleft()
+
+    def requests_per_second(self) -> float:
+        if len(self._history) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self._history[0], self._history[-1]
+        return round((n1 - n0) / (t1 - t0), 2) if t1 > t0 else 0.0
+
+    def _process(self, pid: int) -> psutil.Process | None:
+        proc = self._processes.get(pid)
+        if proc is None:
+            try:
+                proc = self._processes[pid] = psutil.Process(pid)
+            except psutil.Error:
+                return None
+        return proc
+
+    def _resources(self, rows: list[dict], now: float) -> tuple[dict, dict]:
+        """Per-row CPU/RSS and the server's total, from psutil."""
+        per_row, pids = {}, {os.getpid()} | {row["pid"] for row in rows if row["pid"]}
+        threads, rss = {}, {}
+        for pid in pids:
+            proc = self._process(pid)
+            if proc is None:
+                continue
+            try:
+                with proc.oneshot():
+                    rss[pid] = proc.memory_info().rss
+                    times = proc.cpu_times()
+                    cpu = times.user + times.system
+                    if pid == os.getpid():
+                        threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
+                per_row[("process", pid)] = cpu
+            except psutil.Error:
+                self._processes.pop(pid, None)
+        result = {}
+        for row in rows:
+            pid, tid = row["pid"], row["tid"]
+            if not pid:
+                continue
+            if pid == os.getpid():      # a thread of this process
+                seconds = threads.get(tid)
+                memory = None
+            else:
+                seconds = per_row.get(("process", pid))
+                memory = rss.get(pid)
+            if seconds is None:
+                continue
+            result[(pid, tid)] = {
+                "cpu_seconds": round(seconds, 3),
+                "cpu_percent": self._cpu.percent((pid, tid), seconds, now),
+                "rss_bytes": memory,
+            }
+        for pid in list(self._processes):
+            if pid not in pids:
+                del self._processes[pid]
+        return result, {"rss_bytes_total": sum(rss.values()),
+                        "rss_bytes_supervisor": rss.get(os.getpid())}
+
+    def snapshot(self, alive_workers: int, ready: bool) -> dict:
+        now = time.monotonic()
+        rows = self.table.rows()
+        resources, memory = self._resources(rows, now)
+        workers = [self._worker_view(i, row, resources, now) for i, row in enumerate(rows)]
+        busy = sum(1 for row in rows if row["busy"])
+        by_command = {cmd: {status: sum(row[f"{cmd}_{status}"] for row in rows)
+                            for status in STATUSES} for cmd in COMMANDS}
+        return {
+            "mode": self.mode,
+            "pool": self.pool_size,
+            "address": self.address,
+            "pid": os.getpid(),
+            "ready": ready,
+            "started_at": self.started,
+            "uptime_seconds": round(now - self._started_monotonic, 3),
+            "requests_per_second": self.requests_per_second(),
+            "rate_window_seconds": self.RATE_WINDOW,
+            "workers_alive": alive_workers,
+            "workers_busy": busy,
+            "workers_idle": max(alive_workers - busy, 0),
+            "open_connections": busy,
+            "totals": {
+                "requests": sum(row["requests"] for row in rows),
+                "errors": sum(by_command[cmd]["ERROR"] for cmd in COMMANDS),
+                "connections": sum(row["connections"] for row in rows),
+                "bytes_in": sum(row["bytes_in"] for row in rows),
+                "bytes_out": sum(row["bytes_out"] for row in rows),
+                "by_command": by_command,
+            },
+            "memory": memory,
+            "workers": workers,
+        }
+
+    def _worker_view(self, index: int, row: dict, resources: dict, now: float) -> dict:
+        usage = resources.get((row["pid"], row["tid"]), {})
+        view = {
+            "worker": f"Worker-{index + 1}",
+            "pid": row["pid"] or None,
+            "tid": row["tid"] or None,
+            "state": "busy" if row["busy"] else ("idle" if row["pid"] else "not started"),
+            "connections": row["connections"],
+            "requests": row["requests"],
+            "bytes_in": row["bytes_in"],
+            "bytes_out": row["bytes_out"],
+            "busy_seconds": round(self._busy_ns(row) / 1e9, 3),
+            "cpu_percent": usage.get("cpu_percent"),
+            "cpu_seconds": usage.get("cpu_seconds"),
+            "rss_bytes": usage.get("rss_bytes"),
+            "client": None,
+        }
+        if row["busy"]:
+            elapsed = max(time.monotonic_ns() - row["client_since_ns"], 1) / 1e9
+            moved = row["client_bytes_in"] + row["client_bytes_out"]
+            view["client"] = {
+                "address": _unpack_address(row),
+                "requests": row["client_requests"],
+                "bytes_in": row["client_bytes_in"],
+                "bytes_out": row["client_bytes_out"],
+                "seconds": round(elapsed, 3),
+                "kb_per_second": round(moved / 1024 / elapsed, 1),
+            }
+        return view
+
+    @staticmethod
+    def _busy_ns(row: dict) -> int:
+        if row["busy"]:
+            return row["busy_ns"] + max(time.monotonic_ns() - row["busy_since_ns"], 0)
+        return row["busy_ns"]
+
+    @staticmethod
+    def log_line(snapshot: dict) -> str:
+        totals = snapshot["totals"]
+        cpu = [w["cpu_percent"] for w in snapshot["workers"] if w["cpu_percent"] is not None]
+        return (f"stats: {snapshot['requests_per_second']:.1f} req/s, "
+                f"{totals['requests']} requests ({totals['errors']} errors), "
+                f"workers {snapshot['workers_busy']} busy / {snapshot['workers_idle']} idle / "
+                f"{snapshot['workers_alive']} alive, "
+                f"in {totals['bytes_in'] / 1e6:.1f} MB, out {totals['bytes_out'] / 1e6:.1f} MB, "
+                f"worker CPU {sum(cpu):.0f}%, RSS {(snapshot['memory']['rss_bytes_total'] or 0) / 1e6:.0f} MB, "
+                f"uptime {snapshot['uptime_seconds']:.0f}s")

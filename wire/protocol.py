@@ -1,0 +1,513 @@
+"""Sans-I/O wire format of the course file protocol.
+
+A request is one ASCII line ended by ``\\r\\n\\r\\n``: ``LIST``, ``GET <name>``,
+``UPLOAD <name> <base64>`` or ``DELETE <name>``; command words are
+case-insensitive.  Every reply is one JSON object followed by the same
+terminator.
+
+Nothing here touches a socket or a file.  ``RequestDecoder`` takes bytes with
+``receive_data()`` and hands out events with ``next_event()`` (or
+``NEED_DATA``), in the style of h11.  An UPLOAD is not buffered: it comes out
+as ``UploadStart``, any number of ``UploadData`` chunks of decoded bytes, and
+``UploadEnd``, so memory stays bounded by the chunk size whatever the file
+size.  The decoder remembers how far it has searched for the terminator, so
+finding it is linear in the input however it is chunked.
+
+``ReplyDecoder`` is the client's mirror image: it streams the ``data_file``
+field of a GET reply and buffers any other (small) reply.
+"""
+
+from __future__ import annotations
+
+import binascii
+import json
+from dataclasses import dataclass
+
+__all__ = [
+    "TERMINATOR", "NEED_DATA", "COMMANDS", "DEFAULT_MAX_LINE_BYTES",
+    "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_REPLY_BYTES",
+    "ProtocolError", "Command", "UploadStart", "UploadData", "UploadEnd",
+    "RequestDecoder", "Base64Encoder", "Base64Decoder",
+    "encode_request", "upload_request_head", "encode_reply", "ok_reply", "error_reply",
+    "get_reply_prefix", "GET_REPLY_SUFFIX",
+    "ReplyStart", "ReplyData", "ReplyEnd", "ReplyDecoder",
+]
+
+TERMINATOR = b"\r\n\r\n"
+COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
+
+# A non-upload request is a verb and one file name (<= 255 bytes): 4 KiB is
+# generous for that and small enough that junk without a terminator is cut
+# off early.
+DEFAULT_MAX_LINE_BYTES = 4 * 1024
+DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3
+# Non-GET replies are small JSON documents (LIST of a large folder is the
+# biggest); cap what a client buffers for them.
+DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
+
+_TERM_TAIL = len(TERMINATOR) - 1   # bytes that may hold a split terminator
+_UPLOAD_HEAD = b"UPLOAD "
+
+
+class _NeedData:
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+NEED_DATA = _NeedData()
+
+
+class ProtocolError(Exception):
+    """Input that breaks the protocol.
+
+    ``fatal`` means the byte stream can no longer be trusted (an unterminated
+    line that grew past its limit, an upload over its limit): the peer gets
+    the error reply and the connection is closed.  A non-fatal error gets an
+    error reply and the connection goes on with the next request.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.fatal = fatal
+
+
+@dataclass(frozen=True)
+class Command:
+    """A complete LIST, GET or DELETE request (``name`` is None for LIST)."""
+    verb: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class UploadStart:
+    name: str
+
+
+@dataclass(frozen=True)
+class UploadData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class UploadEnd:
+    size: int
+
+
+# --------------------------------------------------------------------------
+# base64 in aligned pieces
+
+class Base64Encoder:
+    """Encodes a byte stream in pieces; output is identical to one b64encode."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def encode(self, data: bytes) -> bytes:
+        if self._pending:
+            data = self._pending + data
+        usable = len(data) - len(data) % 3
+        self._pending = bytes(data[usable:])
+        return binascii.b2a_base64(data[:usable], newline=False) if usable else b""
+
+    def finish(self) -> bytes:
+        tail, self._pending = self._pending, b""
+        return binascii.b2a_base64(tail, newline=False) if tail else b""
+
+
+class Base64Decoder:
+    """Strictly decodes base64 text fed in arbitrary pieces.
+
+    Only whole 4-character quanta are decoded; padding may appear only in
+    the last quantum.  Raises ``ValueError`` on any invalid character.
+    """
+
+    def __init__(self) -> None:
+        self._pending = bytearray()
+        self._finished = False   # a padded quantum was seen
+
+    def decode(self, text) -> bytes:
+        if not text:
+            return b""
+        if self._finished:
+            raise ValueError("data after base64 padding")
+        self._pending += text
+        usable = len(self._pending) - len(self._pending) % 4
+        if not usable:
+            return b""
+        with memoryview(self._pending) as view:
+            try:
+                out = binascii.a2b_base64(view[:usable], strict_mode=True)
+            except binascii.Error as exc:
+                raise ValueError(str(exc)) from None
+            if view[usable - 1] == ord("="):
+                self._finished = True
+        del self._pending[:usable]
+        return out
+
+    def finish(self) -> None:
+        if self._pending:
+            raise ValueError(
+                f"base64 length is not a multiple of 4 "
+                f"({len(self._pending)} characters left over)")
+
+
+# --------------------------------------------------------------------------
+# requests
+
+def _parse_line(line: bytes) -> Command:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("request is not valid UTF-8") from None
+    parts = text.split(" ")
+    verb = parts[0].upper()
+    if verb == "LIST":
+        if len(parts) != 1:
+            raise ProtocolError("LIST takes no argument")
+        return Command("LIST")
+    if verb in ("GET", "DELETE"):
+        if len(parts) != 2 or not parts[1]:
+            raise ProtocolError(f"usage: {verb} <name>")
+        return Command(verb, parts[1])
+    if verb == "UPLOAD":
+        raise ProtocolError("usage: UPLOAD <name> <base64 content>")
+    if not text.strip():
+        raise ProtocolError("empty request")
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    raise ProtocolError(
+        f"unknown command {shown!r}; expected one of {', '.join(COMMANDS)}")
+
+
+class RequestDecoder:
+    """Turns the bytes of a connection into request events.
+
+    Call ``receive_data(bytes)`` whenever bytes arrive (``b""`` at end of
+    stream), then ``next_event()`` until it returns ``NEED_DATA``.  Errors
+    are raised as ``ProtocolError``; after a non-fatal one the decoder is
+    ready for the next request (a broken UPLOAD is skipped up to its
+    terminator first).
+    """
+
+    IDLE = "IDLE"
+    UPLOAD_BODY = "UPLOAD_BODY"      # base64 content of an UPLOAD is arriving
+    UPLOAD_ENDING = "UPLOAD_ENDING"  # terminator seen, UploadEnd not yet handed out
+    SKIP_BODY = "SKIP_BODY"          # a rejected UPLOAD: discard up to its terminator
+    CLOSED = "CLOSED"
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+                 max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+        self.max_line_bytes = max_line_bytes
+        self.max_upload_bytes = max_upload_bytes
+        self._buffer = bytearray()
+        self._searched = 0          # buffer[:_searched] holds no terminator
+        self._eof = False
+        self.state = self.IDLE
+        self._b64: Base64Decoder | None = None
+        self._upload_size = 0
+
+    # -- input --------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    def skip_upload(self) -> None:
+        """Discard the rest of the current UPLOAD (the caller refused it)."""
+        if self.state == self.UPLOAD_BODY:
+            self.state = self.SKIP_BODY
+        elif self.state == self.UPLOAD_ENDING:
+            self.state = self.IDLE
+
+    @property
+    def in_request(self) -> bool:
+        """True while part of a request has arrived but not all of it."""
+        return self.state != self.IDLE or bool(self._buffer)
+
+    @property
+    def trailing_data(self) -> bytes:
+        return bytes(self._buffer)
+
+    # -- output -------------------------------------------------------------
+    def next_event(self):
+        if self.state == self.IDLE:
+            return self._next_request()
+        if self.state == self.UPLOAD_BODY:
+            return self._next_upload_piece()
+        if self.state == self.UPLOAD_ENDING:
+            self.state = self.IDLE
+            return UploadEnd(self._upload_size)
+        if self.state == self.SKIP_BODY:
+            return self._skip_body()
+        return NEED_DATA
+
+    def _find_terminator(self) -> int:
+        index = self._buffer.find(TERMINATOR, self._searched)
+        if index < 0:
+            self._searched = max(0, len(self._buffer) - _TERM_TAIL)
+        return index
+
+    def _consume(self, count: int) -> bytes:
+        taken = bytes(self._buffer[:count])
+        del self._buffer[:count]
+        self._searched = 0
+        return taken
+
+    def _next_request(self):
+        upload = self._upload_header()
+        if upload is not None:
+            return upload
+        end = self._find_terminator()
+        if end < 0:
+            if len(self._buffer) > self.max_line_bytes:
+                self.state = self.CLOSED
+                raise ProtocolError(
+                    f"request line longer than {self.max_line_bytes} bytes "
+                    f"without a terminator", fatal=True)
+            if self._eof and self._buffer:
+                self.state = self.CLOSED
+                raise ProtocolError("connection closed in the middle of a request",
+                                    fatal=True)
+            return NEED_DATA
+        line = self._consume(end)
+        del self._buffer[:len(TERMINATOR)]
+        return _parse_line(line)
+
+    def _upload_header(self):
+        """Start an UPLOAD as soon as ``UPLOAD <name> `` has arrived."""
+        buffer = self._buffer
+        if len(buffer) < len(_UPLOAD_HEAD) or buffer[:len(_UPLOAD_HEAD)].upper() != _UPLOAD_HEAD:
+            return None
+        name_end = buffer.find(b" ", len(_UPLOAD_HEAD), self.max_line_bytes)
+        if name_end < 0:
+            return None     # a bare "UPLOAD x" line, or the name is still arriving
+        if 0 <= buffer.find(TERMINATOR, 0, name_end) < name_end:
+            return None     # "UPLOAD x\r\n\r\n...": parsed as a line (usage error)
+        raw_name = self._consume(name_end)[len(_UPLOAD_HEAD):]
+        del buffer[:1]
+        self._b64 = Base64Decoder()
+        self._upload_size = 0
+        try:
+            name = raw_name.decode("utf-8")
+        except UnicodeDecodeError:
+            self.state = self.SKIP_BODY
+            raise ProtocolError("file name is not valid UTF-8") from None
+        if not name:
+            self.state = self.SKIP_BODY
+            raise ProtocolError("usage: UPLOAD <name> <base64 content>")
+        self.state = self.UPLOAD_BODY
+        return UploadStart(name)
+
+    def _next_upload_piece(self):
+        end = self._find_terminator()
+        if end < 0 and self._eof:
+            self.state = self.CLOSED
+            raise ProtocolError("connection closed in the middle of an upload", fatal=True)
+        body_end = end if end >= 0 else len(self._buffer) - _TERM_TAIL
+        if body_end <= 0 and end < 0:
+            return NEED_DATA
+        text = self._consume(body_end)
+        try:
+            data = self._b64.decode(text)
+            if end >= 0:
+                self._b64.finish()
+        except ValueError as exc:
+            self._fail_upload(end)
+            raise ProtocolError(f"upload content is not valid base64: {exc}") from None
+        self._upload_size += len(data)
+        if self._upload_size > self.max_upload_bytes:
+            self.state = self.CLOSED
+            raise ProtocolError(
+                f"upload larger than the limit of {self.max_upload_bytes} bytes",
+                fatal=True)
+        if end >= 0:
+            del self._buffer[:len(TERMINATOR)]
+            self.state = self.UPLOAD_ENDING
+        return UploadData(data) if data else self.next_event()
+
+    def _fail_upload(self, terminator_index: int) -> None:
+        if terminator_index >= 0:
+            del self._buffer[:len(TERMINATOR)]
+            self.state = self.IDLE
+        else:
+            self.state = self.SKIP_BODY
+
+    def _skip_body(self):
+        end = self._find_terminator()
+        if end < 0:
+            # drop what cannot hold the terminator; memory stays bounded
+            del self._buffer[:self._searched]
+            self._searched = 0
+            if self._eof:
+                self.state = self.CLOSED
+            return NEED_DATA
+        self._consume(end + len(TERMINATOR))
+        self.state = self.IDLE
+        return self.next_event()
+
+
+def encode_request(verb: str, name: str | None = None, content: bytes | None = None) -> bytes:
+    """Whole request bytes; for large uploads use ``upload_request_head`` and stream."""
+    verb = verb.upper()
+    if verb == "UPLOAD":
+        return (upload_request_head(name) + binascii.b2a_base64(content or b"", newline=False)
+                + TERMINATOR)
+    text = verb if name is None else f"{verb} {name}"
+    return text.encode("utf-8") + TERMINATOR
+
+
+def upload_request_head(name: str) -> bytes:
+    return b"UPLOAD " + name.encode("utf-8") + b" "
+
+
+# --------------------------------------------------------------------------
+# replies
+
+def encode_reply(reply: dict) -> bytes:
+    # json.dumps escapes control characters, so the text never holds the terminator
+    return json.dumps(reply).encode("ascii") + TERMINATOR
+
+
+def ok_reply(data) -> bytes:
+    return encode_reply({"status": "OK", "data": data})
+
+
+def error_reply(message: str) -> bytes:
+    return encode_reply({"status": "ERROR", "data": message})
+
+
+_GET_HEAD = b'{"status": "OK", "data_namafile": '
+_GET_FILE_MARK = b', "data_file": "'
+GET_REPLY_SUFFIX = b'"}' + TERMINATOR
+
+
+def get_reply_prefix(name: str) -> bytes:
+    """Bytes before the base64 of a GET reply; the same text ``json.dumps`` gives."""
+    return _GET_HEAD + json.dumps(name).encode("ascii") + _GET_FILE_MARK
+
+
+@dataclass(frozen=True)
+class ReplyStart:
+    """A reply's fields; for a streamed GET, without ``data_file``."""
+    fields: dict
+    streamed: bool
+
+
+@dataclass(frozen=True)
+class ReplyData:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class ReplyEnd:
+    pass
+
+
+class ReplyDecoder:
+    """Client side: turns reply bytes into ReplyStart, ReplyData*, ReplyEnd.
+
+    A GET reply in the usual key order (as json.dumps of the course's dict
+    writes it) is streamed: its ``data_file`` comes out decoded, piece by
+    piece.  Any other reply is buffered whole, up to ``max_reply_bytes``,
+    parsed, and handed out as ``ReplyStart(fields, streamed=False)`` then
+    ``ReplyEnd``.
+    """
+
+    def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES):
+        self.max_reply_bytes = max_reply_bytes
+        self._buffer = bytearray()
+        self._searched = 0
+        self._eof = False
+        self._state = "START"
+        self._b64: Base64Decoder | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        if data:
+            self._buffer += data
+        else:
+            self._eof = True
+
+    @property
+    def trailing_data(self) -> bytes:
+        return bytes(self._buffer)
+
+    def next_event(self):
+        if self._state == "START":
+            return self._start()
+        if self._state == "DATA":
+            return self._data()
+        if self._state == "END":
+            self._state = "START"
+            return ReplyEnd()
+        return NEED_DATA
+
+    def _truncated(self):
+        if self._eof:
+            raise ProtocolError("connection closed before the reply was complete", fatal=True)
+        return NEED_DATA
+
+    def _start(self):
+        if not self._buffer:
+            return self._truncated() if self._eof and self._state != "START" else NEED_DATA
+        if self._buffer.startswith(_GET_HEAD):
+            mark = self._buffer.find(_GET_FILE_MARK, len(_GET_HEAD), 64 * 1024)
+            if mark >= 0:
+                return self._start_streamed(mark)
+            if len(self._buffer) < 64 * 1024 and self._buffer.find(TERMINATOR) < 0:
+                return self._truncated()
+        end = self._buffer.find(TERMINATOR, self._searched)
+        if end < 0:
+            self._searched = max(0, len(self._buffer) - _TERM_TAIL)
+            if len(self._buffer) > self.max_reply_bytes:
+                raise ProtocolError(
+                    f"reply larger than {self.max_reply_bytes} bytes", fatal=True)
+            return self._truncated()
+        raw = bytes(self._buffer[:end])
+        del self._buffer[:end + len(TERMINATOR)]
+        self._searched = 0
+        try:
+            fields = json.loads(raw)
+        except ValueError as exc:
+            raise ProtocolError(f"reply is not valid JSON: {exc}", fatal=True) from None
+        if not isinstance(fields, dict) or fields.get("status") not in ("OK", "ERROR"):
+            raise ProtocolError("reply is not an object with status OK or ERROR", fatal=True)
+        self._state = "END"
+        return ReplyStart(fields, streamed=False)
+
+    def _start_streamed(self, mark: int):
+        try:
+            name = json.loads(bytes(self._buffer[len(_GET_HEAD):mark]))
+        except ValueError:
+            raise ProtocolError("GET reply has a malformed data_namafile", fatal=True) from None
+        del self._buffer[:mark + len(_GET_FILE_MARK)]
+        self._searched = 0
+        self._b64 = Base64Decoder()
+        self._state = "DATA"
+        return ReplyStart({"status": "OK", "data_namafile": name}, streamed=True)
+
+    def _data(self):
+        quote = self._buffer.find(b'"', self._searched)
+        text_end = quote if quote >= 0 else len(self._buffer)
+        self._searched = 0
+        text = bytes(self._buffer[:text_end])
+        del self._buffer[:text_end]
+        try:
+            data = self._b64.decode(text)
+            if quote >= 0:
+                self._b64.finish()
+        except ValueError as exc:
+            raise ProtocolError(f"data_file is not valid base64: {exc}", fatal=True) from None
+        if quote >= 0:
+            if len(self._buffer) < len(GET_REPLY_SUFFIX):
+                if data:
+                    return ReplyData(data)
+                return self._truncated()
+            if not self._buffer.startswith(GET_REPLY_SUFFIX):
+                raise ProtocolError("GET reply does not end with '\"}' and the terminator",
+                                    fatal=True)
+            del self._buffer[:len(GET_REPLY_SUFFIX)]
+            self._state = "END"
+        if data:
+            return ReplyData(data)
+        return self.next_event() if self._state == "END" else self._truncated()
