@@ -243,16 +243,16 @@ class PreforkPool(Pool):
             _reap_orphans(self._workers.values())
 
     def _reap(self, index: int, process) -> None:
-        code = process.exitcode
+        code, pid, name = process.exitcode, process.pid, process.name
+        process.close()
         del self._workers[index]
         self.table.reset_row(index)
-        self.on_worker_exit(process.pid)
-        process.close()
+        self.on_worker_exit(pid)
         if self._stopping and code == 0:
             return
         if code == self.BOOT_ERROR_EXIT:
-            raise WorkerBootError(f"{process.name} (pid {process.pid}) failed to boot")
-        log.warning("%s (pid %d) %s; %s", process.name, process.pid, _describe_exit(code),
+            raise WorkerBootError(f"{name} (pid {pid}) failed to boot")
+        log.warning("%s (pid %d) %s; %s", name, pid, _describe_exit(code),
                     "not replaced, stopping" if self._stopping else "replacing it")
 
     def _respawn(self, index: int) -> None:

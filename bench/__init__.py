@@ -1,0 +1,23 @@
+"""The project's load generator: ``python -m bench`` (or ``make bench``).
+
+It starts the real server (``python -m server``) in thread mode and in
+process mode, on free ports of 127.0.0.1 with temporary storage folders,
+and measures in one run:
+
+* LIST ops/s and p50/p99 latency at 1, 10 and 50 concurrent clients, each
+  client a separate process opening ONE CONNECTION PER REQUEST, next to a
+  plain asyncio LIST server (``bench.asyncio_list``) measured with the same
+  client as the "best plain Python" baseline;
+* GET and UPLOAD of 10 MB and 100 MB files at 1 and 5 concurrent clients
+  (streamed by the client in constant memory), in MB/s of file bytes;
+* the peak RSS of all server processes (supervisor and workers), sampled
+  every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5
+  concurrent 100 MB UPLOADs;
+* the physical bounds of this machine: base64 encode/decode speed of one
+  core and loopback TCP bulk throughput.
+
+It prints a table, checks the targets and writes a JSON file
+(``--out``; by default ``bench/results/bench-<time>.json``).  ``--quick``
+makes a short run.  Servers run at their default log level (INFO) with
+stdout/stderr sent to a file, as users run them.
+"""

@@ -1,0 +1,81 @@
+"""A plain asyncio server answering LIST: the "best plain Python" baseline.
+
+Same reply format as the real server (one JSON object + ``\\r\\n\\r\\n``),
+reading the storage folder with ``os.scandir`` on every request.  Anything
+but LIST gets an error reply.  Run: ``python -m bench.asyncio_list --port P
+--storage DIR [--style protocol|streams]``; SIGTERM/SIGINT stop it.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+
+TERMINATOR = b"\r\n\r\n"
+
+
+def list_reply(root: str) -> bytes:
+    with os.scandir(root) as entries:
+        names = sorted(e.name for e in entries
+                       if not e.name.startswith(".") and e.is_file(follow_symlinks=False))
+    return json.dumps({"status": "OK", "data": names}).encode("ascii") + TERMINATOR
+
+
+def answer(line: bytes, root: str) -> bytes:
+    if line.strip().upper() == b"LIST":
+        return list_reply(root)
+    return json.dumps({"status": "ERROR", "data": "only LIST here"}).encode() + TERMINATOR
+
+
+class ListProtocol(asyncio.Protocol):
+    def __init__(self, root: str):
+        self.root, self.buffer, self.transport = root, b"", None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        self.buffer += data
+        while (end := self.buffer.find(TERMINATOR)) >= 0:
+            line, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            self.transport.write(answer(line, self.root))
+        if len(self.buffer) > 4096:
+            self.transport.close()
+
+
+async def serve_stream(reader, writer, root: str):
+    try:
+        while True:
+            line = await reader.readuntil(TERMINATOR)
+            writer.write(answer(line[:-4], root))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+async def main(port: int, root: str, style: str) -> None:
+    loop = asyncio.get_running_loop()
+    if style == "streams":
+        server = await asyncio.start_server(lambda r, w: serve_stream(r, w, root),
+                                            "127.0.0.1", port, backlog=1024)
+    else:
+        server = await loop.create_server(lambda: ListProtocol(root),
+                                          "127.0.0.1", port, backlog=1024)
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print("ready", flush=True)
+    async with server:
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--style", choices=("protocol", "streams"), default="protocol")
+    args = parser.parse_args()
+    asyncio.run(main(args.port, args.storage, args.style))

@@ -1,0 +1,176 @@
+"""The connection handler alone, over a socketpair: no pool, no process."""
+
+import base64
+import hashlib
+import os
+import socket
+import threading
+
+import pytest
+
+import wire
+from server.config import ServerConfig
+from server.handler import ConnectionHandler
+from server.stats import WorkerTable
+from server.storage import Storage
+from tests.support import read_reply, temp_files
+
+
+class Session:
+    def __init__(self, root, **settings):
+        self.root = root
+        self.storage = Storage(root)
+        self.config = ServerConfig(**{"timeout": 5.0, **settings})
+        self.table = WorkerTable(1)
+        self.client, server_end = socket.socketpair()
+        self.client.settimeout(10)
+        handler = ConnectionHandler(self.storage, self.config)
+        self.thread = threading.Thread(
+            target=handler.handle, args=(server_end, ("127.0.0.1", 40000), self.table.slot(0)))
+        self.thread.start()
+        self.decoder = wire.ReplyDecoder()
+
+    def ask(self, raw: bytes) -> dict:
+        self.client.sendall(raw)
+        return read_reply(self.client, self.decoder)
+
+    def closed_by_server(self) -> bool:
+        try:
+            return self.client.recv(1) == b""
+        except ConnectionResetError:
+            return True
+
+    def finish(self):
+        self.client.close()
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def session(tmp_path):
+    sessions = []
+
+    def open_session(**settings):
+        sessions.append(Session(tmp_path, **settings))
+        return sessions[-1]
+    yield open_session
+    for s in sessions:
+        s.finish()
+
+
+def test_several_requests_on_one_connection(session, tmp_path):
+    s = session()
+    content = os.urandom(100_003)
+    assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": []}
+    reply = s.ask(wire.encode_request("UPLOAD", "r.bin", content))
+    assert reply == {"status": "OK", "data": "file r.bin uploaded (100003 bytes)"}
+    reply = s.ask(b"get r.bin\r\n\r\n")
+    assert reply["data_namafile"] == "r.bin"
+    assert reply["data_file_bytes"] == content
+    assert s.ask(b"List\r\n\r\n") == {"status": "OK", "data": ["r.bin"]}
+    assert s.ask(b"DELETE r.bin\r\n\r\n") == {"status": "OK", "data": "file r.bin deleted"}
+    assert s.ask(b"DELETE r.bin\r\n\r\n") == {"status": "ERROR",
+                                               "data": "file 'r.bin' not found"}
+    row = s.table.rows()[0]
+    assert row["requests"] == 6 and row["busy"] == 1
+    assert row["UPLOAD_OK"] == 1 and row["DELETE_ERROR"] == 1
+    assert row["bytes_in"] > 4 * len(content) // 3
+
+
+def test_get_reply_is_exactly_what_json_dumps_gives(session, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"hello")
+    s = session()
+    s.client.sendall(b"GET a.txt\r\n\r\n")
+    raw = b""
+    while not raw.endswith(b"\r\n\r\n"):
+        raw += s.client.recv(4096)
+    import json
+    expected = json.dumps({"status": "OK", "data_namafile": "a.txt",
+                           "data_file": base64.b64encode(b"hello").decode()})
+    assert raw == expected.encode() + b"\r\n\r\n"
+
+
+def test_invalid_base64_is_refused_and_the_connection_goes_on(session, tmp_path):
+    (tmp_path / "keep.txt").write_bytes(b"old")
+    s = session()
+    reply = s.ask(b"UPLOAD keep.txt aGVsbG8*d29ybGQ=\r\n\r\n")
+    assert reply["status"] == "ERROR" and "not valid base64" in reply["data"]
+    assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": ["keep.txt"]}
+    assert (tmp_path / "keep.txt").read_bytes() == b"old"
+    assert temp_files(tmp_path) == []
+
+
+def test_refused_upload_name_skips_its_body(session, tmp_path):
+    s = session()
+    body = base64.b64encode(os.urandom(300_000))
+    reply = s.ask(b"UPLOAD .sneaky " + body + b"\r\n\r\n")
+    assert reply == {"status": "ERROR", "data": "file name '.sneaky' must not start with '.'"}
+    assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": []}
+
+
+def test_line_without_terminator_over_the_limit_closes(session):
+    s = session(max_line_bytes=1024)
+    reply = s.ask(b"GET " + b"x" * 2000)
+    assert reply["status"] == "ERROR"
+    assert "longer than 1024 bytes" in reply["data"]
+    assert s.closed_by_server()
+
+
+def test_upload_over_the_limit_closes_and_writes_nothing(session, tmp_path):
+    (tmp_path / "big.bin").write_bytes(b"old")
+    s = session(max_upload_bytes=10_000)
+    s.client.sendall(b"UPLOAD big.bin " + base64.b64encode(os.urandom(30_000)))
+    reply = read_reply(s.client, s.decoder)
+    assert reply["status"] == "ERROR" and "larger than the limit of 10000" in reply["data"]
+    assert s.closed_by_server()
+    assert (tmp_path / "big.bin").read_bytes() == b"old"
+    assert temp_files(tmp_path) == []
+
+
+def test_silence_mid_request_times_out_with_an_error(session):
+    s = session(timeout=0.3)
+    reply = s.ask(b"GET some")
+    assert reply["status"] == "ERROR" and "timed out" in reply["data"]
+    assert s.closed_by_server()
+
+
+def test_idle_connection_is_closed_quietly(session):
+    s = session(timeout=0.3)
+    assert s.closed_by_server()
+
+
+def test_disconnect_mid_upload_removes_temp_and_keeps_old(session, tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"old")
+    s = session()
+    s.client.sendall(b"UPLOAD f.bin " + base64.b64encode(os.urandom(3 * 100_000)))
+    s.client.shutdown(socket.SHUT_WR)
+    s.thread.join(10)
+    assert (tmp_path / "f.bin").read_bytes() == b"old"
+    assert temp_files(tmp_path) == []
+
+
+def test_large_upload_and_get_match_by_sha256(session, tmp_path):
+    content = os.urandom(8 * 1024 * 1024 + 1)
+    s = session()
+    assert s.ask(wire.encode_request("UPLOAD", "big", content))["status"] == "OK"
+    reply = s.ask(b"GET big\r\n\r\n")
+    assert hashlib.sha256(reply["data_file_bytes"]).digest() == hashlib.sha256(content).digest()
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"\r\n\r\n", "empty request"),
+    (b"FETCH x\r\n\r\n", "unknown command 'FETCH x'"),
+    (b"GET\r\n\r\n", "usage: GET <name>"),
+    (b"GET a b\r\n\r\n", "usage: GET <name>"),
+    (b"LIST all\r\n\r\n", "LIST takes no argument"),
+    (b"UPLOAD x\r\n\r\n", "usage: UPLOAD <name> <base64 content>"),
+    (b"GET \xff\xfe\r\n\r\n", "not valid UTF-8"),
+    (b"GET ../../etc/passwd\r\n\r\n", "must not contain '/'"),
+    (b"DELETE .\r\n\r\n", "is not allowed"),
+])
+def test_bad_requests_get_clear_errors_and_the_connection_survives(session, raw, message):
+    s = session()
+    reply = s.ask(raw)
+    assert reply["status"] == "ERROR"
+    assert message in reply["data"]
+    assert s.ask(b"LIST\r\n\r\n")["status"] == "OK"
