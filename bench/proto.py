@@ -1,0 +1,134 @@
+"""Client side of one request per connection, streaming in constant memory.
+
+Each function opens a connection, sends one request, reads the whole reply
+with ``wire.ReplyDecoder``, closes, and returns the number of file bytes
+moved (0 for LIST).  Anything unexpected raises ``BenchError`` (or an
+``OSError`` / ``wire.ProtocolError``), which the load runner counts as an
+error.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import random
+import socket
+import time
+
+import wire
+from wire import NEED_DATA, ReplyData, ReplyEnd, ReplyStart
+
+__all__ = ["BenchError", "Client", "UploadSource"]
+
+RECV_BYTES = 256 * 1024
+UPLOAD_BLOCK = 3 * 256 * 1024        # raw bytes per base64 piece (multiple of 3)
+
+
+class BenchError(Exception):
+    pass
+
+
+class UploadSource:
+    """Base64 of a ``size``-byte file made of a repeated random block.
+
+    The piece is encoded once; an upload sends it ``size // UPLOAD_BLOCK``
+    times then the encoding of the remainder, which is exactly the base64 of
+    the whole file, in constant memory.
+    """
+
+    def __init__(self, size: int, seed: int = 0):
+        block = random.Random(seed).randbytes(UPLOAD_BLOCK)
+        self.size = size
+        self.count, remainder = divmod(size, UPLOAD_BLOCK)
+        self.piece = binascii.b2a_base64(block, newline=False)
+        self.tail = binascii.b2a_base64(block[:remainder], newline=False) if remainder else b""
+
+
+class Client:
+    """One client; reuses its receive buffer across requests."""
+
+    def __init__(self, address: tuple[str, int], timeout: float):
+        self.address = address
+        self.timeout = timeout
+        self._buffer = bytearray(RECV_BYTES)
+        self._view = memoryview(self._buffer)
+
+    def _connect(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _read_reply(self, sock: socket.socket, deadline: float) -> tuple[dict, int]:
+        """Whole reply: (fields, streamed data bytes); data is discarded."""
+        decoder = wire.ReplyDecoder()
+        fields, size = None, 0
+        view = self._view
+        while True:
+            event = decoder.next_event()
+            if event is NEED_DATA:
+                if time.monotonic() > deadline:
+                    raise BenchError("reply took longer than the request timeout")
+                count = sock.recv_into(view)
+                decoder.receive_data(view[:count] if count else b"")
+            elif isinstance(event, ReplyData):
+                size += len(event.data)
+            elif isinstance(event, ReplyStart):
+                fields = event.fields
+            elif isinstance(event, ReplyEnd):
+                if decoder.trailing_data:
+                    raise BenchError("bytes after the reply")
+                return fields, size
+
+    def list(self, expected: int | None = None) -> int:
+        deadline = time.monotonic() + self.timeout
+        with self._connect() as sock:
+            sock.sendall(b"LIST\r\n\r\n")
+            fields, _ = self._read_reply(sock, deadline)
+        if fields.get("status") != "OK" or not isinstance(fields.get("data"), list):
+            raise BenchError(f"LIST failed: {str(fields)[:200]}")
+        if expected is not None and len(fields["data"]) != expected:
+            raise BenchError(f"LIST gave {len(fields['data'])} names, expected {expected}")
+        return 0
+
+    def get(self, name: str, size: int) -> int:
+        deadline = time.monotonic() + self.timeout
+        with self._connect() as sock:
+            sock.sendall(wire.encode_request("GET", name))
+            fields, received = self._read_reply(sock, deadline)
+        if fields.get("status") != "OK":
+            raise BenchError(f"GET {name} failed: {str(fields)[:200]}")
+        if received != size:
+            raise BenchError(f"GET {name}: {received} bytes, expected {size}")
+        return received
+
+    def upload(self, name: str, source: UploadSource) -> int:
+        deadline = time.monotonic() + self.timeout
+        with self._connect() as sock:
+            sock.sendall(wire.upload_request_head(name))
+            for _ in range(source.count):
+                if time.monotonic() > deadline:
+                    raise BenchError("upload took longer than the request timeout")
+                sock.sendall(source.piece)
+            sock.sendall(source.tail + wire.TERMINATOR)
+            fields, _ = self._read_reply(sock, deadline)
+        if fields.get("status") != "OK":
+            raise BenchError(f"UPLOAD {name} failed: {str(fields)[:200]}")
+        if f"({source.size} bytes)" not in str(fields.get("data")):
+            raise BenchError(f"UPLOAD {name}: unexpected reply {str(fields)[:200]}")
+        return source.size
+
+
+def make_files(folder: str, sizes: dict[str, int]) -> None:
+    """Write files of random bytes (1 MiB at a time) into ``folder``."""
+    for name, size in sizes.items():
+        with open(os.path.join(folder, name), "wb") as out:
+            left = size
+            while left:
+                piece = os.urandom(min(left, 1 << 20))
+                out.write(piece)
+                left -= len(piece)
