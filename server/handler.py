@@ -166,7 +166,6 @@ class _Connection:
             return
         with source:
             self.stream_file(command.name, source)
-        self.finish_request("GET", ok=True)
 
     def stream_file(self, name: str, source) -> None:
         encoder = wire.Base64Encoder()
@@ -184,6 +183,7 @@ class _Connection:
                 self.send(b"".join(pending) if len(pending) > 1 else pending[0])
                 pending, pending_size = [], 0
         pending += [encoder.finish(), wire.GET_REPLY_SUFFIX]
+        self.finish_request("GET", ok=True)
         self.send(b"".join(pending))
 
     def start_upload(self, name: str) -> None:
@@ -230,10 +230,12 @@ class _Connection:
 
     def reply(self, command: str, payload: bytes, ok: bool = True) -> None:
         self.sock.settimeout(self.handler.timeout)
-        self.send(payload)
         self.finish_request(command, ok)
+        self.send(payload)
 
     def finish_request(self, command: str, ok: bool) -> None:
+        """Count the request; called before its last bytes go out, so a client
+        holding a whole reply always finds it in /stats."""
         self.requests += 1
         self.slot.request_done(command, ok)
 

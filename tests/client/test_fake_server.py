@@ -1,7 +1,6 @@
 """Error handling against scripted fake servers (127.0.0.1 only, all bounded)."""
 
 import io
-import json
 import threading
 import time
 
@@ -16,7 +15,7 @@ from .conftest import HOST, free_port, read_request
 pytestmark = pytest.mark.timeout(30)
 
 
-def replying(*replies: bytes, close_after=True):
+def replying(*replies: bytes):
     """A script: for each reply, read one request and send the reply."""
     def script(fake, conn):
         for reply in replies:

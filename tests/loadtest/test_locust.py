@@ -1,0 +1,117 @@
+"""Locust driving the real server through locust/locustfile.py, headless and distributed.
+
+Locust runs as a subprocess: importing it here would gevent-patch the test process.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support import REPO_ROOT, ServerProcess, free_port
+
+LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
+LOCUST = str(Path(sys.executable).parent / "locust")
+COMMANDS = {"LIST", "GET", "UPLOAD", "DELETE"}
+
+
+def locust_command(server: ServerProcess, *args: str) -> list[str]:
+    return [LOCUST, "-f", str(LOCUSTFILE), "--host", f"tcp://127.0.0.1:{server.port}",
+            "--server-stats-url", f"http://127.0.0.1:{server.metrics_port}/stats",
+            "--wait", "0.2-0.6", "--file-sizes", "1KB,64KB", "--upload-size", "16KB",
+            *args]
+
+
+def read_stats_csv(prefix: Path) -> dict[tuple[str, str], dict]:
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+
+
+def assert_clean_run(result: subprocess.CompletedProcess, prefix: Path):
+    assert result.returncode == 0, result.stdout[-3000:]
+    rows = read_stats_csv(prefix)
+    aggregated = rows.pop(("", "Aggregated"))
+    assert int(aggregated["Request Count"]) > 100
+    assert aggregated["Failure Count"] == "0"
+    assert {request_type for request_type, _ in rows} == COMMANDS
+    assert ("GET", "GET 64KB") in rows and ("UPLOAD", "UPLOAD 16KB") in rows
+
+
+@pytest.fixture(params=["thread", "process"])
+def server(request, tmp_path):
+    srv = ServerProcess(tmp_path / "files", mode=request.param, pool=50, log_level="WARNING")
+    yield srv
+    assert srv.stop() == 0
+    assert srv.leftover_processes() == []
+
+
+def test_headless_200_users(server, tmp_path):
+    prefix = tmp_path / "run"
+    result = subprocess.run(
+        locust_command(server, "--headless", "-u", "200", "-r", "100", "-t", "15s",
+                       "--csv", str(prefix), "--html", str(tmp_path / "report.html"),
+                       "--only-summary"),
+        cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert_clean_run(result, prefix)
+    assert "<html" in (tmp_path / "report.html").read_text()[:2000].lower()
+    stats = server.stats()
+    assert stats["totals"]["errors"] == 0
+    leftovers = [p.name for p in server.storage.iterdir() if not p.name.startswith("seed-")]
+    assert len(leftovers) < stats["totals"]["by_command"]["UPLOAD"]["OK"]
+
+
+def test_distributed_master_and_two_workers(tmp_path):
+    srv = ServerProcess(tmp_path / "files", mode="process", pool=20, log_level="WARNING")
+    master_port = free_port()
+    prefix = tmp_path / "dist"
+    workers = []
+    try:
+        master = subprocess.Popen(
+            locust_command(srv, "--master", "--master-bind-host", "127.0.0.1",
+                           "--master-bind-port", str(master_port), "--expect-workers", "2",
+                           "--headless", "-u", "60", "-r", "30", "-t", "10s",
+                           "--csv", str(prefix), "--only-summary"),
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers = [subprocess.Popen(
+            locust_command(srv, "--worker", "--master-host", "127.0.0.1",
+                           "--master-port", str(master_port)),
+            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(2)]
+        output, _ = master.communicate(timeout=120)
+        result = subprocess.CompletedProcess(master.args, master.returncode, output, "")
+        assert_clean_run(result, prefix)
+        assert "2 workers connected" in output or "workers connected" in output.lower()
+        for worker in workers:
+            assert worker.wait(30) == 0
+    finally:
+        for proc in workers:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert srv.stop() == 0
+
+
+def test_failures_make_a_headless_run_exit_non_zero(tmp_path):
+    unused = free_port()
+    result = subprocess.run(
+        [LOCUST, "-f", str(LOCUSTFILE), "--host", f"tcp://127.0.0.1:{unused}",
+         "--headless", "-u", "5", "-r", "5", "-t", "3s", "--wait", "0.1",
+         "--server-stats-url", f"http://127.0.0.1:{unused}/stats", "--only-summary"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "connection refused" in (result.stdout + result.stderr).lower()
+
+
+def test_bad_host_is_a_clear_error(tmp_path):
+    result = subprocess.run(
+        [LOCUST, "-f", str(LOCUSTFILE), "--host", "tcp://nohost:notaport",
+         "--headless", "-u", "1", "-r", "1", "-t", "2s", "--only-summary"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "tcp://HOST:PORT" in output
