@@ -1,0 +1,114 @@
+"""The Locust web UI in a real browser: start a run, open the Server tab.
+
+Needs Debian's chromium (``apt-get install chromium``) and Python Playwright;
+it never downloads a browser.  Without chromium the test is skipped on a
+developer machine and fails in CI (FS_REQUIRE_BROWSER=1, set by .ci/run).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from tests.loadtest.test_locust import locust_command
+from tests.support import REPO_ROOT, ServerProcess, free_port
+
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"]
+
+
+def require_chromium():
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("FS_REQUIRE_BROWSER"):
+            pytest.fail(f"FS_REQUIRE_BROWSER is set but {CHROMIUM} does not exist")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+
+
+class LocustWebUI:
+    def __init__(self, server: ServerProcess, cwd, *extra: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            locust_command(server, "--web-host", "127.0.0.1", "--web-port", str(self.port),
+                           *extra),
+            cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError("locust web UI did not come up")
+
+    def server_rows(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.url}/stats/requests", timeout=5) as response:
+            body = json.loads(response.read())
+        return next(s["data"] for s in body["extended_stats"] if s["key"] == "server")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_server_tab_shows_mode_and_pool_in_a_real_browser(tmp_path):
+    require_chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    srv = ServerProcess(tmp_path / "files", mode="process", pool=7, log_level="WARNING")
+    ui = LocustWebUI(srv, tmp_path)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                page.goto(ui.url)
+                page.fill("input[name=userCount]", "20")
+                page.fill("input[name=spawnRate]", "10")
+                page.get_by_role("button", name="Start").click()
+                page.get_by_role("tab", name="Server").click()
+                expect(page.get_by_text("server: process pool of 7")).to_be_visible(timeout=15000)
+                expect(page.get_by_role("cell", name="Worker-7", exact=True)).to_be_visible()
+                expect(page.get_by_text("busy /")).to_be_visible()
+                # live figures: the server's request rate climbs above zero
+                expect(page.get_by_text(re.compile(r"^[1-9][\d.]* req/s$"))).to_be_visible(
+                    timeout=30000)
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=str(ARTIFACTS / "locust-server-tab.png"))
+            finally:
+                browser.close()
+        assert srv.stats()["totals"]["requests"] > 0     # the swarm really ran
+    finally:
+        ui.stop()
+        assert srv.stop() == 0
+
+
+def test_server_tab_says_plainly_when_stats_are_unreachable(tmp_path):
+    srv = ServerProcess(tmp_path / "files", mode="thread", pool=2, log_level="WARNING")
+    closed = free_port()
+    ui = LocustWebUI(srv, tmp_path, "--server-stats-url", f"http://127.0.0.1:{closed}/stats")
+    try:
+        deadline = time.monotonic() + 15
+        rows = ui.server_rows()
+        while rows[0]["worker"] == "waiting for the first poll" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            rows = ui.server_rows()
+        assert rows[0]["worker"] == "server stats unreachable"
+        assert f"127.0.0.1:{closed}/stats" in rows[0]["state"]
+        assert "refused" in rows[0]["state"].lower()
+    finally:
+        ui.stop()
+        assert srv.stop() == 0
