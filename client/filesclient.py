@@ -519,27 +519,18 @@ class FileClient:
     # -- reply reading --------------------------------------------------------------
     def _next_event(self, sock: socket.socket, decoder: wire.ReplyDecoder):
         """The decoder's next event, receiving as needed (never NEED_DATA)."""
-        eof = False
         while True:
             try:
                 event = decoder.next_event()
             except wire.ProtocolError as exc:
                 raise ClientProtocolError(
                     f"bad reply from {self.address}: {exc.message}") from exc
+            if isinstance(event, wire.ReplyClosed):
+                raise _ClosedEarly(f"{self.address} closed the connection without "
+                                   f"replying", self.host, self.port)
             if event is not wire.NEED_DATA:
                 return event
-            if eof:
-                # the decoder waits for more even at end of stream when nothing
-                # at all arrived; either way the reply is incomplete
-                if self.last_reply_bytes == 0:
-                    raise _ClosedEarly(f"{self.address} closed the connection without "
-                                       f"replying", self.host, self.port)
-                raise ClientProtocolError(
-                    f"bad reply from {self.address}: connection closed before the reply "
-                    f"was complete")
-            data = self._recv(sock)
-            eof = not data
-            decoder.receive_data(data)
+            decoder.receive_data(self._recv(sock))
 
     def _finish(self, sock: socket.socket, decoder: wire.ReplyDecoder) -> None:
         event = self._next_event(sock, decoder)

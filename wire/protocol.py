@@ -30,7 +30,7 @@ __all__ = [
     "RequestDecoder", "Base64Encoder", "Base64Decoder",
     "encode_request", "upload_request_head", "encode_reply", "ok_reply", "error_reply",
     "get_reply_prefix", "GET_REPLY_SUFFIX",
-    "ReplyStart", "ReplyData", "ReplyEnd", "ReplyDecoder",
+    "ReplyStart", "ReplyData", "ReplyEnd", "ReplyClosed", "ReplyDecoder",
 ]
 
 TERMINATOR = b"\r\n\r\n"
@@ -135,6 +135,11 @@ class Base64Decoder:
         usable = len(self._pending) - len(self._pending) % 4
         if not usable:
             return b""
+        # Only the last two characters may be padding.  Python 3.11's strict
+        # mode lets "YWJj====" through, but not "YWJj" and "====" apart.
+        pad = self._pending.find(b"=", 0, usable)
+        if 0 <= pad < usable - 2:
+            raise ValueError("misplaced base64 padding")
         with memoryview(self._pending) as view:
             try:
                 out = binascii.a2b_base64(view[:usable], strict_mode=True)
@@ -161,7 +166,8 @@ def _parse_line(line: bytes) -> Command:
     except UnicodeDecodeError:
         raise ProtocolError("request is not valid UTF-8") from None
     parts = text.split(" ")
-    verb = parts[0].upper()
+    # ASCII-only case folding: str.upper() would turn "lıst" or "LIſT" into "LIST"
+    verb = parts[0].upper() if parts[0].isascii() else parts[0]
     if verb == "LIST":
         if len(parts) != 1:
             raise ProtocolError("LIST takes no argument")
@@ -260,19 +266,26 @@ class RequestDecoder:
             return upload
         end = self._find_terminator()
         if end < 0:
-            if len(self._buffer) > self.max_line_bytes:
-                self.state = self.CLOSED
-                raise ProtocolError(
-                    f"request line longer than {self.max_line_bytes} bytes "
-                    f"without a terminator", fatal=True)
+            # The last bytes may be the start of the terminator: the line is
+            # known to be too long only once it is, without them.
+            if len(self._buffer) - _TERM_TAIL > self.max_line_bytes:
+                self._line_too_long()
             if self._eof and self._buffer:
                 self.state = self.CLOSED
                 raise ProtocolError("connection closed in the middle of a request",
                                     fatal=True)
             return NEED_DATA
+        if end > self.max_line_bytes:
+            # the same verdict as when the line arrives in pieces
+            self._line_too_long()
         line = self._consume(end)
         del self._buffer[:len(TERMINATOR)]
         return _parse_line(line)
+
+    def _line_too_long(self):
+        self.state = self.CLOSED
+        raise ProtocolError(
+            f"request line longer than {self.max_line_bytes} bytes", fatal=True)
 
     def _upload_header(self):
         """Start an UPLOAD as soon as ``UPLOAD <name> `` has arrived."""
@@ -404,6 +417,11 @@ class ReplyEnd:
     pass
 
 
+@dataclass(frozen=True)
+class ReplyClosed:
+    """The peer closed the connection between replies (not inside one)."""
+
+
 class ReplyDecoder:
     """Client side: turns reply bytes into ReplyStart, ReplyData*, ReplyEnd.
 
@@ -411,7 +429,8 @@ class ReplyDecoder:
     writes it) is streamed: its ``data_file`` comes out decoded, piece by
     piece.  Any other reply is buffered whole, up to ``max_reply_bytes``,
     parsed, and handed out as ``ReplyStart(fields, streamed=False)`` then
-    ``ReplyEnd``.
+    ``ReplyEnd``.  End of stream between replies gives ``ReplyClosed``; end
+    of stream inside a reply raises ``ProtocolError``.
     """
 
     def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES):
@@ -449,26 +468,30 @@ class ReplyDecoder:
 
     def _start(self):
         if not self._buffer:
-            return self._truncated() if self._eof and self._state != "START" else NEED_DATA
+            return ReplyClosed() if self._eof else NEED_DATA
         if self._buffer.startswith(_GET_HEAD):
             mark = self._buffer.find(_GET_FILE_MARK, len(_GET_HEAD), 64 * 1024)
-            if mark >= 0:
+            # a mark after a terminator belongs to a later reply, not this one
+            if mark >= 0 and self._buffer.find(TERMINATOR, 0, mark) < 0:
                 return self._start_streamed(mark)
             if len(self._buffer) < 64 * 1024 and self._buffer.find(TERMINATOR) < 0:
                 return self._truncated()
         end = self._buffer.find(TERMINATOR, self._searched)
         if end < 0:
             self._searched = max(0, len(self._buffer) - _TERM_TAIL)
-            if len(self._buffer) > self.max_reply_bytes:
+            # as for request lines: the last bytes may start the terminator
+            if len(self._buffer) - _TERM_TAIL > self.max_reply_bytes:
                 raise ProtocolError(
                     f"reply larger than {self.max_reply_bytes} bytes", fatal=True)
             return self._truncated()
+        if end > self.max_reply_bytes:      # the same verdict as when it comes in pieces
+            raise ProtocolError(f"reply larger than {self.max_reply_bytes} bytes", fatal=True)
         raw = bytes(self._buffer[:end])
         del self._buffer[:end + len(TERMINATOR)]
         self._searched = 0
         try:
             fields = json.loads(raw)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:   # RecursionError: deep nesting
             raise ProtocolError(f"reply is not valid JSON: {exc}", fatal=True) from None
         if not isinstance(fields, dict) or fields.get("status") not in ("OK", "ERROR"):
             raise ProtocolError("reply is not an object with status OK or ERROR", fatal=True)
@@ -478,7 +501,7 @@ class ReplyDecoder:
     def _start_streamed(self, mark: int):
         try:
             name = json.loads(bytes(self._buffer[len(_GET_HEAD):mark]))
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ProtocolError("GET reply has a malformed data_namafile", fatal=True) from None
         del self._buffer[:mark + len(_GET_FILE_MARK)]
         self._searched = 0
