@@ -129,7 +129,12 @@ def test_stats_metrics_and_probes(server):
     assert ready["ready"] is True
     assert (ready["mode"], ready["pool"], ready["workers_alive"]) == (server.mode, 5, 5)
     assert server.http_json("/healthz") == {"status": "alive"}
+    # a worker is busy until it has seen the client close, just after the reply
+    deadline = time.monotonic() + 5
     stats = server.stats()
+    while stats["workers_busy"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        stats = server.stats()
     assert (stats["mode"], stats["pool"]) == (server.mode, 5)
     assert stats["totals"]["by_command"]["GET"] == {"OK": 1, "ERROR": 1}
     assert stats["totals"]["bytes_in"] > 4000 and stats["totals"]["bytes_out"] > 4000
