@@ -7,9 +7,13 @@ and measures in one run:
 * LIST ops/s and p50/p99 latency at 1, 10 and 50 concurrent clients, each
   client a separate process opening ONE CONNECTION PER REQUEST, next to a
   plain asyncio LIST server (``bench.asyncio_list``) measured with the same
-  client as the "best plain Python" baseline;
+  client as the "best plain Python" baseline; all LIST servers run side by
+  side and are measured in interleaved rounds (the median round counts);
 * GET and UPLOAD of 10 MB and 100 MB files at 1 and 5 concurrent clients
-  (streamed by the client in constant memory), in MB/s of file bytes;
+  (streamed by the client in constant memory), in MB/s of file bytes; for
+  100 MB with one client also "paired" rounds (one transfer between two
+  base64 decode measurements), because this machine's single-core speed
+  is not steady;
 * the peak RSS of all server processes (supervisor and workers), sampled
   every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5
   concurrent 100 MB UPLOADs;
@@ -18,6 +22,10 @@ and measures in one run:
 
 It prints a table, checks the targets and writes a JSON file
 (``--out``; by default ``bench/results/bench-<time>.json``).  ``--quick``
-makes a short run.  Servers run at their default log level (INFO) with
-stdout/stderr sent to a file, as users run them.
+makes a short run (about 2 minutes; the full run takes about 6).  Servers
+run at their default log level (INFO) with stdout/stderr sent to a file, as
+users run them.  Every point also records the CPU used by the server, by
+the clients and by anything else on the machine ("other%"): a point
+disturbed by other work is retried once after waiting for the machine to
+calm down (both bounded), and flagged if it stays disturbed.
 """
