@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import time
 from typing import Callable
 
@@ -25,11 +26,13 @@ from wire import (NEED_DATA, Command, ProtocolError, UploadData, UploadEnd, Uplo
                   error_reply, ok_reply)
 
 from .config import ServerConfig
+from .logbuffer import AccessLog
 from .storage import Storage, StorageError
 
 __all__ = ["ConnectionHandler"]
 
 log = logging.getLogger("server.connection")
+access_log = AccessLog(log)
 
 
 class _Closed(Exception):
@@ -81,10 +84,15 @@ class _Connection:
         self.requests = 0
         self.bytes_in = 0
         self.bytes_out = 0
-        try:
+        # Kernel timeouts on a blocking socket: a recv or send is one system
+        # call (Python's own timeouts add a poll() before each), and an expired
+        # timeout surfaces as BlockingIOError (EAGAIN).
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                        _timeval(min(handler.POLL_SECONDS, handler.timeout)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(handler.timeout))
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
 
     # -- main loop ------------------------------------------------------------
     def serve(self) -> None:
@@ -112,13 +120,12 @@ class _Connection:
 
     def receive(self) -> bool:
         """Read more bytes into the decoder; False when the connection should end."""
-        self.sock.settimeout(min(self.handler.POLL_SECONDS, self.handler.timeout))
         while True:
             if not self.decoder.in_request and self.handler.should_stop():
                 return False
             try:
                 data = self.sock.recv(self.handler.RECV_BYTES)
-            except socket.timeout:
+            except BlockingIOError:     # SO_RCVTIMEO expired: a poll tick
                 silent = time.monotonic() - self.last_activity
                 if silent < self.handler.timeout:
                     continue
@@ -169,7 +176,6 @@ class _Connection:
 
     def stream_file(self, name: str, source) -> None:
         encoder = wire.Base64Encoder()
-        self.sock.settimeout(self.handler.timeout)
         pending = [wire.get_reply_prefix(name)]
         pending_size = len(pending[0])
         while True:
@@ -229,7 +235,6 @@ class _Connection:
                 raise
 
     def reply(self, command: str, payload: bytes, ok: bool = True) -> None:
-        self.sock.settimeout(self.handler.timeout)
         self.finish_request(command, ok)
         self.send(payload)
 
@@ -282,9 +287,14 @@ class _Connection:
     def log_summary(self) -> None:
         seconds = max(time.monotonic() - self.started, 1e-6)
         rate = (self.bytes_in + self.bytes_out) / 1024 / seconds
-        log.info("client %s closed: %d requests, in %s, out %s, %.3f s, %.1f KB/s",
-                 self.peer, self.requests, _size(self.bytes_in), _size(self.bytes_out),
-                 seconds, rate)
+        access_log.info(f"client {self.peer} closed: {self.requests} requests, "
+                        f"in {_size(self.bytes_in)}, out {_size(self.bytes_out)}, "
+                        f"{seconds:.3f} s, {rate:.1f} KB/s")
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
 
 
 def _storage_message(exc: Exception, name: str) -> str:

@@ -17,6 +17,7 @@ import collections
 import ipaddress
 import multiprocessing
 import os
+import socket
 import time
 
 import psutil
@@ -117,14 +118,17 @@ class WorkerTable:
 
 
 def _pack_address(address) -> tuple[int, int, int]:
+    """(high 64 bits, low 64 bits, port) of an IPv4 or IPv6 peer address."""
     try:
-        host, port = address[0], address[1]
-        packed = int(ipaddress.ip_address(host.split("%")[0]))
-    except (TypeError, ValueError, IndexError):
+        host, port = address[0], int(address[1])
+        if ":" in host:
+            packed = int.from_bytes(socket.inet_pton(socket.AF_INET6, host.split("%")[0]), "big")
+        else:
+            # IPv4 stored as IPv4-mapped IPv6 (::ffff:a.b.c.d)
+            packed = (0xFFFF << 32) | int.from_bytes(socket.inet_aton(host), "big")
+    except (TypeError, ValueError, IndexError, OSError):
         return 0, 0, 0
-    if packed < 2 ** 32:
-        packed |= 0xFFFF << 32          # store IPv4 as IPv4-mapped IPv6
-    return packed >> 64, packed & (2 ** 64 - 1), int(port)
+    return packed >> 64, packed & (2 ** 64 - 1), port
 
 
 def _unpack_address(row: dict) -> str | None:

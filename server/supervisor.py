@@ -11,7 +11,6 @@ requests), a second one stops at once.
 from __future__ import annotations
 
 import logging
-import os
 import selectors
 import signal
 import socket
@@ -20,6 +19,7 @@ import time
 
 from .config import ServerConfig
 from .handler import ConnectionHandler
+from .logbuffer import BatchingStreamHandler
 from .metrics import MetricsServer
 from .pools import MODES, StopSignal, WorkerBootError
 from .stats import StatsCollector, WorkerTable
@@ -165,6 +165,6 @@ class Supervisor:
 
 
 def configure_logging(config: ServerConfig) -> None:
-    logging.basicConfig(level=config.log_level, stream=sys.stderr,
-                        format=MODES[config.mode].log_format)
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    handler = BatchingStreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(MODES[config.mode].log_format))
+    logging.basicConfig(level=config.log_level, handlers=[handler])

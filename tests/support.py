@@ -82,6 +82,13 @@ class ServerProcess:
     def worker_pids(self) -> list[int]:
         return [c.pid for c in psutil.Process(self.proc.pid).children()]
 
+    def wait_for_log(self, text: str, timeout: float = 5.0) -> str:
+        """The log once it holds ``text`` (log lines are written in batches)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.log()
+
     def log(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")

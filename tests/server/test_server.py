@@ -237,7 +237,7 @@ def test_killed_worker_is_replaced_and_others_are_unaffected(tmp_path):
             assert victim_sock.recv(100) == b""
         assert (srv.storage / "f.bin").read_bytes() == b"old"
         assert temp_files(srv.storage) == []
-        assert "was killed by SIGKILL; replacing it" in srv.log()
+        assert "was killed by SIGKILL; replacing it" in srv.wait_for_log("was killed")
         for _ in range(10):
             assert command(srv.port, "LIST") == {"status": "OK", "data": ["f.bin"]}
         srv.extra_pids = set(srv.worker_pids())

@@ -1,0 +1,140 @@
+"""A logging handler that batches its writes.
+
+Every connection logs a line when it closes; at thousands of connections a
+second, one locked ``write()`` per line costs the workers more than serving
+LIST does (in thread mode each write also hands the GIL to another thread).
+``BatchingStreamHandler`` formats each record at once, under its lock, but
+writes the collected lines from a small flusher thread every
+``FLUSH_SECONDS`` (and when a worker process exits).  Lines stay in order
+within a process; a process killed with SIGKILL loses at most its last
+``FLUSH_SECONDS`` of lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import sys
+import threading
+import time
+from multiprocessing import util
+
+__all__ = ["BatchingStreamHandler", "AccessLog"]
+
+
+class BatchingStreamHandler(logging.StreamHandler):
+    FLUSH_SECONDS = 0.2
+    MAX_PENDING = 1000       # a burst larger than this is written at once
+
+    def __init__(self, stream=None):
+        super().__init__(stream or sys.stderr)
+        self._pending: list[str] = []
+        self._flusher_pid = None
+        self._wakeup = threading.Event()
+        # a forked child must not write the lines its parent had not flushed yet
+        os.register_at_fork(after_in_child=self._forget_parent_lines)
+
+    def _forget_parent_lines(self) -> None:
+        self._pending = []
+        self._flusher_pid = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        self.append_line(line)
+
+    def append_line(self, line: str) -> None:
+        if self._flusher_pid != os.getpid():
+            self._start_flusher()       # first line in this process (or after fork)
+        with self.lock:
+            self._pending.append(line)
+            burst = len(self._pending) >= self.MAX_PENDING
+        if burst:
+            self.flush()
+
+    def _start_flusher(self) -> None:
+        self._flusher_pid = os.getpid()
+        self._pending = []
+        thread = threading.Thread(target=self._flush_periodically, name="LogFlusher",
+                                  daemon=True)
+        thread.start()
+        # multiprocessing children leave through os._exit(): flush there too
+        util.Finalize(self, self.flush, exitpriority=1)
+
+    def _flush_periodically(self) -> None:
+        while not self._wakeup.wait(self.FLUSH_SECONDS):
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            lines, self._pending = self._pending, []
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass
+
+    def close(self) -> None:
+        self.flush()
+        self._wakeup.set()
+        super().close()
+
+
+class AccessLog:
+    """The per-connection line, formatted without a LogRecord.
+
+    It produces exactly what ``logger.info(message)`` would through a
+    ``BatchingStreamHandler`` whose format uses only asctime, threadName,
+    processName, levelname, name and message (the course formats do); with
+    any other handler or format it simply calls ``logger.info``.
+    """
+
+    _FAST_KEYS = {"asctime", "threadName", "processName", "levelname", "name", "message"}
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self._second = None
+        self._second_text = ""
+        self._fast = False          # not looked up yet (logging is configured later)
+
+    def _fast_path(self):
+        logger = self.logger
+        while logger:
+            for handler in logger.handlers:
+                fmt = getattr(handler.formatter, "_fmt", None) or ""
+                keys = set(re.findall(r"%\((\w+)\)s", fmt))
+                if (isinstance(handler, BatchingStreamHandler) and keys <= self._FAST_KEYS
+                        and type(handler.formatter) is logging.Formatter
+                        and handler.formatter.datefmt is None):
+                    return handler, fmt
+                return None
+            logger = logger.parent if logger.propagate else None
+        return None
+
+    def info(self, message: str) -> None:
+        if not self.logger.isEnabledFor(logging.INFO):
+            return
+        if self._fast is False:
+            self._fast = self._fast_path()
+        fast = self._fast
+        if fast is None:
+            self.logger.info("%s", message)
+            return
+        handler, fmt = fast
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        handler.append_line(fmt % {
+            "asctime": f"{self._second_text},{int((now - second) * 1000):03d}",
+            "threadName": threading.current_thread().name,
+            "processName": multiprocessing.current_process().name,
+            "levelname": "INFO", "name": self.logger.name, "message": message,
+        } + handler.terminator)
