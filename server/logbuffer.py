@@ -1,13 +1,14 @@
-"""A logging handler that batches its writes.
+"""A logging handler that batches the per-connection lines.
 
 Every connection logs a line when it closes; at thousands of connections a
 second, one locked ``write()`` per line costs the workers more than serving
 LIST does (in thread mode each write also hands the GIL to another thread).
-``BatchingStreamHandler`` formats each record at once, under its lock, but
-writes the collected lines from a small flusher thread every
-``FLUSH_SECONDS`` (and when a worker process exits).  Lines stay in order
+``BatchingStreamHandler`` writes ordinary records at once (they are rare:
+startup, warnings, errors), but keeps the lines of ``AccessLog`` and writes
+them from a small flusher thread every ``FLUSH_SECONDS``, before any
+ordinary record, and when a worker process exits.  Lines stay in order
 within a process; a process killed with SIGKILL loses at most its last
-``FLUSH_SECONDS`` of lines.
+``FLUSH_SECONDS`` of access lines.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ __all__ = ["BatchingStreamHandler", "AccessLog"]
 
 
 class BatchingStreamHandler(logging.StreamHandler):
-    FLUSH_SECONDS = 0.2
+    FLUSH_SECONDS = 1.0       # each wake-up costs every worker process a little
     MAX_PENDING = 1000       # a burst larger than this is written at once
 
     def __init__(self, stream=None):
@@ -47,6 +48,7 @@ class BatchingStreamHandler(logging.StreamHandler):
             self.handleError(record)
             return
         self.append_line(line)
+        self.flush()
 
     def append_line(self, line: str) -> None:
         if self._flusher_pid != os.getpid():

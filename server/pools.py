@@ -30,6 +30,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import signal
 import socket
 import threading
@@ -125,7 +126,11 @@ class ThreadPool(Pool):
     def start(self) -> None:
         self._slot_numbers = itertools.count()
         self._local = threading.local()
-        self._free_workers = threading.BoundedSemaphore(self.size)
+        # one token per free worker; SimpleQueue is C code, where a
+        # threading.Semaphore would run a Python-level Condition per connection
+        self._free_workers: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.size):
+            self._free_workers.put(None)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=self.size,
@@ -142,12 +147,14 @@ class ThreadPool(Pool):
 
     def _accept_loop(self) -> None:
         while not self.stop_signal.is_set():
-            if not self._free_workers.acquire(timeout=0.5):
+            try:
+                self._free_workers.get(timeout=0.5)
+            except queue.Empty:
                 continue
             try:
                 sock, address = self.listener.accept()
             except OSError as exc:
-                self._free_workers.release()
+                self._free_workers.put(None)
                 if not _accept_error_is_transient(exc, self.stop_signal):
                     return
                 continue
@@ -161,7 +168,7 @@ class ThreadPool(Pool):
         finally:
             with self._open_lock:
                 self._open.discard(sock)
-            self._free_workers.release()
+            self._free_workers.put(None)
 
     def alive_workers(self) -> int:
         # the executor starts threads on demand; all `size` are available
