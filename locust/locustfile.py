@@ -24,11 +24,11 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import random
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import gevent
 from locust import User, between, constant, events, task
@@ -42,6 +42,9 @@ COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
 SEED_PREFIX = "seed-"
 STATS_POLL_SECONDS = 3.0
 SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+# Upload names must not collide across Locust processes; a pid would (every
+# worker container is PID 1).
+PROCESS_TAG = uuid.uuid4().hex[:8]
 
 
 # ---------------------------------------------------------------------------
@@ -49,22 +52,29 @@ SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
 
 @events.init_command_line_parser.add_listener
 def add_options(parser):
-    group = parser    # custom options on the parser itself show in the web UI form
+    def option(flag: str, **kwargs):
+        # Locust maps a LOCUST_* variable only to options that name one
+        env = "LOCUST_" + flag.lstrip("-").replace("-", "_").upper()
+        parser.add_argument(flag, env_var=env, **kwargs)
+
     for command, weight in zip(COMMANDS, (1, 4, 2, 1)):
-        group.add_argument(f"--{command.lower()}-weight", type=int, default=weight,
-                           help=f"relative weight of {command} requests (0 disables)")
-    group.add_argument("--file-sizes", default="1KB,100KB,1MB",
-                       help="sizes of the files seeded for GET, comma-separated (B, KB, MB)")
-    group.add_argument("--upload-size", default="100KB",
-                       help="size of each UPLOAD")
-    group.add_argument("--wait", default="0.5-1.5",
-                       help="seconds between a user's requests: 'MIN-MAX' or a constant")
-    group.add_argument("--request-timeout", type=float, default=30.0,
-                       help="socket timeout of each request, in seconds")
-    group.add_argument("--server-stats-url", default="",
-                       help="the server's /stats URL (default: http://HOST:9665/stats)")
-    group.add_argument("--max-fail-ratio", type=float, default=0.0,
-                       help="headless exit status is 1 when the failure ratio exceeds this")
+        option(f"--{command.lower()}-weight", type=int, default=weight,
+               help=f"relative weight of {command} requests (0 disables)")
+    option("--file-sizes", default="1KB,100KB,1MB",
+           help="sizes of the files seeded for GET, comma-separated (B, KB, MB)")
+    option("--upload-size", default="100KB",
+           help="size of each UPLOAD")
+    option("--wait", default="0.5-1.5",
+           help="seconds between a user's requests: 'MIN-MAX' or a constant")
+    option("--request-timeout", type=float, default=30.0,
+           help="socket timeout of each request, in seconds")
+    option("--server-stats-url", default="",
+           help="the server's /stats URL (default: http://HOST:9665/stats)")
+    option("--max-fail-ratio", type=float, default=0.0,
+           help="headless exit status is 1 when the failure ratio exceeds this")
+    option("--worker-exit-delay", type=float, default=0.0,
+           help="seconds a worker waits before exiting when the master quits, so "
+                "the master exits first (compose --exit-code-from)")
 
 
 def parse_size(text: str) -> int:
@@ -137,7 +147,7 @@ class FileServerUser(User):
         options = environment.parsed_options
         self.timeout = getattr(options, "request_timeout", 30.0)
         self.client = FileClient(*self.address, timeout=self.timeout)
-        self.user_tag = f"u{os.getpid()}-{next(self._user_numbers)}"
+        self.user_tag = f"u{PROCESS_TAG}-{next(self._user_numbers)}"
         self.uploads: list[str] = []
         self._upload_numbers = itertools.count(1)
 
@@ -238,9 +248,18 @@ def check_host_and_seed_files(environment, **_):
             log.error("seeding %s on %s:%d failed: %s", name, host, port, exc)
 
 
+@events.init.add_listener
+def remember_worker_exit_delay(environment, **_):
+    # read now: the master's spawn messages later overwrite a worker's parsed_options
+    environment.worker_exit_delay = getattr(environment.parsed_options, "worker_exit_delay", 0.0)
+
+
 @events.quitting.add_listener
 def exit_status_from_fail_ratio(environment, **_):
     if type(environment.runner).__name__ == "WorkerRunner":
+        delay = getattr(environment, "worker_exit_delay", 0.0)
+        if delay > 0:
+            gevent.sleep(delay)
         return
     threshold = getattr(environment.parsed_options, "max_fail_ratio", 0.0)
     ratio = environment.stats.total.fail_ratio

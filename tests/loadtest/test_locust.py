@@ -115,3 +115,20 @@ def test_bad_host_is_a_clear_error(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "tcp://HOST:PORT" in output
+
+
+def test_options_come_from_locust_environment_variables(tmp_path):
+    srv = ServerProcess(tmp_path / "files", mode="thread", pool=5, log_level="WARNING")
+    env = dict(os.environ, LOCUST_FILE_SIZES="2KB", LOCUST_UPLOAD_SIZE="3KB",
+               LOCUST_WAIT="0.1-0.2", LOCUST_LIST_WEIGHT="0", LOCUST_DELETE_WEIGHT="0")
+    try:
+        result = subprocess.run(
+            [LOCUST, "-f", str(LOCUSTFILE), "--host", f"tcp://127.0.0.1:{srv.port}",
+             "--headless", "-u", "5", "-r", "5", "-t", "3s", "--only-summary",
+             "--csv", str(tmp_path / "env")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout[-2000:]
+        names = {name for _, name in read_stats_csv(tmp_path / "env")} - {"Aggregated"}
+        assert names == {"GET 2KB", "UPLOAD 3KB"}
+    finally:
+        assert srv.stop() == 0

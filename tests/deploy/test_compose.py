@@ -1,0 +1,112 @@
+"""docker compose end to end: images built the offline way, a headless run per mode.
+
+Needs a Docker engine.  Without one the tests skip on a developer machine and
+fail in CI, where .ci/run starts an engine and sets FS_REQUIRE_DOCKER=1.
+All traffic stays on the compose network, plus the UI port bound to 127.0.0.1.
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from tests.support import REPO_ROOT, free_port
+
+COMPOSE_FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/headless.yml"]
+SERVER_CPUS = "1.5"
+SERVER_MEMORY = "384m"
+
+
+def docker_engine_available() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
+
+
+def compose_command() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("a Docker engine runs but neither `docker compose` nor docker-compose exists")
+
+
+@pytest.fixture(scope="module")
+def images():
+    if not docker_engine_available():
+        if os.environ.get("FS_REQUIRE_DOCKER"):
+            pytest.fail("FS_REQUIRE_DOCKER is set but no Docker engine answers `docker info`")
+        pytest.skip("no Docker engine here (CI starts one: .ci/docker-engine.sh start)")
+    result = subprocess.run(["compose/build-offline.sh"], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return compose_command()
+
+
+class ComposeProject:
+    def __init__(self, compose: list[str], tmp_path, **variables):
+        self.name = f"fslabtest{uuid.uuid4().hex[:8]}"
+        self.results = tmp_path / "results"
+        self.results.mkdir()
+        self.results.chmod(0o777)           # the Locust container runs as uid 10001
+        self.env = dict(os.environ, RESULTS_DIR=str(self.results), LOCUST_WEB_BIND="127.0.0.1",
+                        LOCUST_WEB_PORT=str(free_port()),
+                        **{k: str(v) for k, v in variables.items()})
+        self.base = [*compose, "-p", self.name, *COMPOSE_FILES]
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True):
+        result = subprocess.run([*self.base, *args], cwd=REPO_ROOT, env=self.env,
+                                capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert result.returncode == 0, (args, result.stdout[-4000:], result.stderr[-4000:])
+        return result
+
+    def down(self):
+        self.run("down", "-v", "--remove-orphans", timeout=180, check=False)
+
+
+def read_stats(results) -> dict:
+    with open(results / "run_stats.csv", newline="") as f:
+        return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+def test_headless_compose_run(images, tmp_path, mode):
+    project = ComposeProject(images, tmp_path, FS_MODE=mode, FS_POOL=7, SERVER_CPUS=SERVER_CPUS,
+                             SERVER_MEMORY=SERVER_MEMORY, LOCUST_USERS=100,
+                             LOCUST_SPAWN_RATE=50, LOCUST_RUN_TIME="20s", LOCUST_WORKERS=2,
+                             LOCUST_FILE_SIZES="1KB,64KB", LOCUST_UPLOAD_SIZE="16KB")
+    try:
+        project.run("up", "-d", "server", timeout=180)
+        ready = project.run("exec", "-T", "server", "python", "-m", "server.healthcheck",
+                            "readyz", timeout=60)
+        readiness = json.loads(ready.stdout)
+        assert (readiness["mode"], readiness["pool"], readiness["ready"]) == (mode, 7, True)
+
+        container = project.run("ps", "-q", "server").stdout.strip()
+        host_config = json.loads(subprocess.run(
+            ["docker", "inspect", container], capture_output=True, text=True,
+            check=True).stdout)[0]["HostConfig"]
+        assert host_config["NanoCpus"] == int(float(SERVER_CPUS) * 1e9)
+        assert host_config["Memory"] == 384 * 1024 * 1024
+
+        run = project.run("up", "--scale", "locust-worker=2", "--exit-code-from",
+                          "locust-master", "--abort-on-container-exit", check=False,
+                          timeout=300)
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        stats = read_stats(project.results)
+        total = stats.pop(("", "Aggregated"))
+        assert int(total["Request Count"]) > 200
+        assert total["Failure Count"] == "0"
+        assert {request_type for request_type, _ in stats} == {"LIST", "GET", "UPLOAD", "DELETE"}
+        assert (project.results / "report.html").stat().st_size > 10_000
+    finally:
+        project.down()
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter",
+                                f"label=com.docker.compose.project={project.name}"],
+                               capture_output=True, text=True).stdout.strip()
+    assert leftovers == ""
