@@ -21,8 +21,9 @@ install: $(VENV)/.installed ## create .venv and install the project with its tes
 test: install ## run the test suite
 	$(PY) -m pytest
 
-bench: install ## run the benchmark (prints a table, writes bench/results/*.json)
+bench: install ## run the benchmarks (prints tables, writes bench/results/*.json)
 	$(PY) -m bench
+	$(PY) -m bench.locust_capacity
 
 run: install ## run the server in the foreground (FS_MODE, FS_POOL, ... apply)
 	$(PY) -m server
