@@ -312,12 +312,32 @@ class RequestDecoder:
         self.state = self.UPLOAD_BODY
         return UploadStart(name)
 
+    def _body_bounds(self) -> tuple[int, int]:
+        """(terminator index or -1, how much of the buffer is base64 text).
+
+        Base64 text holds no CR, so a one-byte search (memchr) finds either
+        the terminator or a stray CR; it is several times faster than
+        searching for the four-byte terminator, and this is the hot loop of
+        every upload.
+        """
+        buffer = self._buffer
+        cr = buffer.find(b"\r", self._searched)
+        if cr < 0:
+            self._searched = len(buffer)
+            return -1, len(buffer)
+        if buffer.startswith(TERMINATOR, cr):
+            return cr, cr
+        if TERMINATOR.startswith(buffer[cr:]):
+            self._searched = cr            # a terminator still arriving
+            return -1, cr
+        self._fail_upload(-1)
+        raise ProtocolError("upload content is not valid base64: a stray carriage return")
+
     def _next_upload_piece(self):
-        end = self._find_terminator()
+        end, body_end = self._body_bounds()
         if end < 0 and self._eof:
             self.state = self.CLOSED
             raise ProtocolError("connection closed in the middle of an upload", fatal=True)
-        body_end = end if end >= 0 else len(self._buffer) - _TERM_TAIL
         if body_end <= 0 and end < 0:
             return NEED_DATA
         text = self._consume(body_end)

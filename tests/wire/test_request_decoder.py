@@ -70,13 +70,26 @@ def test_upload_starts_before_its_content_arrives():
     assert decoder.state == decoder.UPLOAD_BODY
     assert decoder.next_event() is NEED_DATA
     decoder.receive_data(b"YWJjZGVm")
-    # the last 3 bytes are held back: they may be the start of the terminator
-    assert decoder.next_event() == UploadData(b"abc")
+    # base64 has no CR, so all of it is content already
+    assert decoder.next_event() == UploadData(b"abcdef")
     assert decoder.next_event() is NEED_DATA
-    decoder.receive_data(TERM)
-    assert decoder.next_event() == UploadData(b"def")
-    assert decoder.next_event() == UploadEnd(6)
+    decoder.receive_data(b"Z2hp\r\n")
+    # a trailing CR LF may start the terminator: held back, the rest decoded
+    assert decoder.next_event() == UploadData(b"ghi")
+    assert decoder.next_event() is NEED_DATA
+    decoder.receive_data(b"\r\n")
+    assert decoder.next_event() == UploadEnd(9)
     assert decoder.state == decoder.IDLE
+
+
+def test_a_stray_carriage_return_in_upload_content_is_refused():
+    decoder = RequestDecoder()
+    decoder.receive_data(b"UPLOAD x.bin YWJj\rZGVm" + TERM + b"LIST" + TERM)
+    assert decoder.next_event() == UploadStart("x.bin")
+    with pytest.raises(ProtocolError, match="stray carriage return") as error:
+        decoder.next_event()
+    assert not error.value.fatal
+    assert decoder.next_event() == Command("LIST")
 
 
 def test_in_request_and_trailing_data():
