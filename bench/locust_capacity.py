@@ -21,35 +21,11 @@ from pathlib import Path
 
 import psutil
 
+from bench.servers import RealServer
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
 CPU_LIMIT = 90.0
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(storage: Path, mode: str, pool: int) -> tuple[subprocess.Popen, int, int]:
-    port, metrics_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server", "--mode", mode, "--pool", str(pool), "--ip",
-         "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port), "--storage",
-         str(storage), "--stats-interval", "0"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=open(storage.parent / "server.log", "wb"))
-    import urllib.request
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1).close()
-            return proc, port, metrics_port
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("server did not become ready")
 
 
 def run_step(users: int, seconds: int, port: int, metrics_port: int, work: Path) -> dict:
@@ -101,7 +77,9 @@ def run_step(users: int, seconds: int, port: int, metrics_port: int, work: Path)
 def measure(mode: str, steps: list[int], seconds: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="locust-capacity-") as tmp:
         work = Path(tmp)
-        server, port, metrics_port = start_server(work / "files", mode, 50)
+        server = RealServer(mode, 50, str(work / "files"), str(work / "server.log"))
+        server.start()
+        port, metrics_port = server.port, server.metrics_port
         try:
             results = []
             for users in steps:
@@ -117,8 +95,7 @@ def measure(mode: str, steps: list[int], seconds: int) -> dict:
                 if not result["passed"]:
                     break
         finally:
-            server.terminate()
-            server.wait(30)
+            server.stop()
     # server-bound steps say nothing about Locust: count only steps that still scale
     passing = [r for r in results if r["passed"] and not r["server_bound"]]
     best = passing[-1] if passing else None
