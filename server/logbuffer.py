@@ -40,6 +40,8 @@ class BatchingStreamHandler(logging.StreamHandler):
     def _forget_parent_lines(self) -> None:
         self._pending = []
         self._flusher_pid = None
+        # the parent's flusher may have held this Event's lock at the fork
+        self._wakeup = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
