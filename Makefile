@@ -1,14 +1,15 @@
 # Run `make` or `make help` to list the targets.
 VENV   ?= .venv
+BACKEND ?= local
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench run images images-offline up down clean
+.PHONY: help install test bench run images images-offline up down scenario matrix report k8s lint clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-15s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-15s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,24 @@ up: ## docker compose up: server + Locust UI on http://localhost:8089
 
 down: ## stop the compose project and remove its volumes
 	$(COMPOSE) down -v
+
+scenario: install ## run scenarios: make scenario NAME="thread-pool5 process-pool5" [BACKEND=local|compose|k8s]
+	@test -n "$(NAME)" || { echo 'usage: make scenario NAME="name ..." (see: $(PY) -m scenarios list)'; exit 2; }
+	$(PY) -m scenarios run $(NAME) --backend $(BACKEND)
+
+matrix: install ## run every scenario of scenarios.yaml into results/<timestamp>/ [BACKEND=local]
+	$(PY) -m scenarios run --all --backend $(BACKEND)
+
+report: install ## charts, report.html, report.md for RESULTS=results/<timestamp> (default: newest)
+	$(PY) -m scenarios report $(RESULTS)
+
+k8s: install ## regenerate k8s/overlays/ from scenarios.yaml
+	$(PY) -m scenarios k8s
+
+lint: install ## ruff, scenarios.yaml validation, k8s overlays up to date
+	$(PY) -m ruff check .
+	$(PY) -m scenarios validate
+	$(PY) -m scenarios k8s --check
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

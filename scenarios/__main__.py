@@ -1,4 +1,4 @@
-"""``python -m scenarios list|validate|k8s [FILE]``; see the package docstring."""
+"""``python -m scenarios list|validate|k8s|run|report``; see the package docstring."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 
 from scenarios import k8s
 from scenarios.schema import DEFAULT_FILE, ScenarioError, ScenarioFile, load
+
+BACKEND_NAMES = ("local", "compose", "k8s")
 
 COLUMNS = ("name", "mode", "pool", "cpus", "memory", "users", "duration")
 
@@ -26,29 +28,121 @@ def table(scenario_file: ScenarioFile) -> str:
     return "\n".join(lines)
 
 
+def make_backend(name: str, scenario_file: ScenarioFile, args):
+    from scenarios.backends import ComposeBackend, KubernetesBackend, LocalBackend
+    if name == "local":
+        return LocalBackend(apply_limits=not args.no_limits)
+    if name == "compose":
+        return ComposeBackend(image_tag=args.image_tag)
+    from scenarios.backends.kubernetes import Kubectl
+    return KubernetesBackend(scenario_file, Kubectl(context=args.context))
+
+
+def run(args, scenario_file: ScenarioFile) -> int:
+    from scenarios.backends import BackendError
+    from scenarios.runner import Runner
+    if args.all == bool(args.names):
+        print("error: name scenarios to run, or give --all", file=sys.stderr)
+        return 2
+    chosen = list(scenario_file)
+    if args.names:
+        unknown = [name for name in args.names if name not in scenario_file.names]
+        if unknown:
+            print(f"error: no scenario named {', '.join(map(repr, unknown))} in "
+                  f"{args.file} (see `python -m scenarios list`)", file=sys.stderr)
+            return 2
+        chosen = [scenario_file.get(name) for name in dict.fromkeys(args.names)]
+    runner = Runner(make_backend(args.backend, scenario_file, args), Path(args.results))
+    try:
+        folder, rows = runner.run(chosen, args.file)
+    except BackendError as error:
+        print(f"error: backend {args.backend}: {error}", file=sys.stderr)
+        return 1
+    print(f"summary: {folder / 'summary.csv'}\nreport:  make report RESULTS={folder}")
+    return 1 if any(row["status"] == "error" for row in rows) else 0
+
+
+def report(args) -> int:
+    from scenarios.report import ReportError, write_report
+    try:
+        written = write_report(Path(args.results_dir))
+    except ReportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(path)
+    return 0
+
+
+def latest_results(root: Path) -> str | None:
+    runs = sorted(p for p in root.glob("*/summary.csv"))
+    return str(runs[-1].parent) if runs else None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from scenarios.runner import RESULTS_ROOT
     parser = argparse.ArgumentParser(prog="python -m scenarios",
                                      description="Load-lab scenarios (scenarios.yaml).")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("list", "print the scenarios as a table"),
                             ("validate", "check a scenario file"),
-                            ("k8s", "regenerate k8s/overlays/<scenario>/ from the file")):
+                            ("k8s", "regenerate k8s/overlays/<scenario>/ from the file"),
+                            ("run", "run scenarios and record their results")):
         command = commands.add_parser(name, help=help_text)
-        command.add_argument("file", nargs="?", default=str(DEFAULT_FILE),
-                             help="scenario file (default: %(default)s)")
+        if name == "run":
+            command.add_argument("names", nargs="*", metavar="NAME", help="scenarios to run")
+            command.add_argument("--all", action="store_true", help="run every scenario")
+            command.add_argument("--file", default=str(DEFAULT_FILE),
+                                 help="scenario file (default: %(default)s)")
+            command.add_argument("--backend", choices=BACKEND_NAMES, default="local",
+                                 help="where to run (default: %(default)s)")
+            command.add_argument("--results", default=str(RESULTS_ROOT),
+                                 help="folder for results/<timestamp>/ (default: %(default)s)")
+            command.add_argument("--no-limits", action="store_true",
+                                 help="local: do not put the server in a cgroup")
+            command.add_argument("--image-tag", default="latest",
+                                 help="compose: tag of the fileserver-lab images")
+            command.add_argument("--context", default=None,
+                                 help="k8s: kubectl context (default: the current one)")
+        else:
+            command.add_argument("file", nargs="?", default=str(DEFAULT_FILE),
+                                 help="scenario file (default: %(default)s)")
         if name == "k8s":
             command.add_argument("--out", default=str(k8s.OVERLAYS_DIR),
                                  help="overlays folder (default: %(default)s)")
+            command.add_argument("--check", action="store_true",
+                                 help="write nothing; exit 1 if the overlays are out of date")
+    command = commands.add_parser("report", help="charts, report.html and report.md "
+                                                 "for a results folder")
+    command.add_argument("results_dir", nargs="?", metavar="RESULTS_DIR",
+                         help="a results/<timestamp> folder (default: the newest)")
     args = parser.parse_args(argv)
+    if args.command == "report":
+        if args.results_dir is None:
+            args.results_dir = latest_results(RESULTS_ROOT)
+            if args.results_dir is None:
+                print(f"error: no results under {RESULTS_ROOT}; run scenarios first",
+                      file=sys.stderr)
+                return 1
+        return report(args)
     try:
         scenario_file = load(args.file)
     except ScenarioError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    if args.command == "run":
+        return run(args, scenario_file)
     if args.command == "list":
         print(table(scenario_file))
     elif args.command == "validate":
         print(f"{args.file}: {len(scenario_file)} scenarios, OK")
+    elif args.check:
+        stale = k8s.stale_overlays(scenario_file, Path(args.out))
+        if stale:
+            print(f"error: out of date with {args.file}: {', '.join(stale)} "
+                  "(run `make k8s`)", file=sys.stderr)
+            return 1
+        print(f"{args.out}: {len(scenario_file)} overlays, up to date")
     else:
         written, removed = k8s.write_overlays(scenario_file, Path(args.out))
         print(f"{args.out}: {len(scenario_file)} overlays, {written} files written, "

@@ -34,30 +34,8 @@ def _dump(document: dict) -> str:
     return yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100)
 
 
-def _number(value: float) -> str:
-    return f"{value:g}"
-
-
 def _env(pairs: list[tuple[str, str]]) -> list[dict]:
     return [{"name": name, "value": value} for name, value in pairs]
-
-
-def locust_env(scenario: Scenario) -> list[tuple[str, str]]:
-    """The Job's LOCUST_* settings (each is also a locust flag)."""
-    pairs = [
-        ("LOCUST_USERS", str(scenario.users)),
-        ("LOCUST_SPAWN_RATE", _number(scenario.spawn_rate)),
-        ("LOCUST_RUN_TIME", scenario.run_time),
-        ("LOCUST_EXPECT_WORKERS", str(scenario.locust_workers)),
-    ]
-    pairs += [(f"LOCUST_{key.upper()}_WEIGHT", str(weight))
-              for key, weight in scenario.weights.items()]
-    pairs += [
-        ("LOCUST_FILE_SIZES", ",".join(scenario.file_sizes)),
-        ("LOCUST_UPLOAD_SIZE", scenario.upload_size),
-        ("LOCUST_WAIT", scenario.wait),
-    ]
-    return pairs
 
 
 def overlay_files(scenario: Scenario) -> dict[str, str]:
@@ -96,7 +74,7 @@ def overlay_files(scenario: Scenario) -> dict[str, str]:
             "template": {"spec": {"containers": [{
                 "name": "locust",
                 "env": _env([("RESULTS_KEEP_SECONDS", str(RESULTS_KEEP_SECONDS))]
-                            + locust_env(scenario)),
+                            + scenario.locust_env()),
             }]}},
         },
     }
@@ -144,3 +122,17 @@ def write_overlays(scenario_file: ScenarioFile, out: Path = OVERLAYS_DIR) -> tup
                 path.write_text(content, encoding="utf-8")
                 written += 1
     return written, removed
+
+
+def stale_overlays(scenario_file: ScenarioFile, out: Path = OVERLAYS_DIR) -> list[str]:
+    """Overlay files that ``write_overlays`` would write or remove, as paths under ``out``."""
+    overlays = render_overlays(scenario_file)
+    stale = [str(out / name / file_name)
+             for name, files in overlays.items() for file_name, content in files.items()
+             if not (out / name / file_name).is_file()
+             or (out / name / file_name).read_text(encoding="utf-8") != content]
+    if out.is_dir():
+        stale += [str(directory) for directory in sorted(out.iterdir())
+                  if directory.is_dir() and directory.name not in overlays
+                  and _generated(directory)]
+    return stale

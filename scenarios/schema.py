@@ -109,6 +109,28 @@ class Scenario:
         """``duration`` as Locust's --run-time."""
         return f"{self.duration}s"
 
+    @property
+    def memory_bytes(self) -> int:
+        return memory_bytes(self.server_memory)
+
+    def locust_env(self) -> list[tuple[str, str]]:
+        """The scenario's load as LOCUST_* variables, which every backend hands to
+        the Locust master (each is also a locust flag)."""
+        pairs = [
+            ("LOCUST_USERS", str(self.users)),
+            ("LOCUST_SPAWN_RATE", f"{self.spawn_rate:g}"),
+            ("LOCUST_RUN_TIME", self.run_time),
+            ("LOCUST_EXPECT_WORKERS", str(self.locust_workers)),
+        ]
+        pairs += [(f"LOCUST_{key.upper()}_WEIGHT", str(weight))
+                  for key, weight in self.weights.items()]
+        pairs += [
+            ("LOCUST_FILE_SIZES", ",".join(self.file_sizes)),
+            ("LOCUST_UPLOAD_SIZE", self.upload_size),
+            ("LOCUST_WAIT", self.wait),
+        ]
+        return pairs
+
 
 @dataclass(frozen=True)
 class ScenarioFile:

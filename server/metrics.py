@@ -57,6 +57,9 @@ class _SnapshotCollector:
                                 value=snap["requests_per_second"])
         yield GaugeMetricFamily("fileserver_uptime_seconds", "Seconds since start",
                                 value=snap["uptime_seconds"])
+        yield CounterMetricFamily("fileserver_cpu_seconds",
+                                  "CPU seconds of all live server processes",
+                                  value=snap["cpu"]["seconds_total"])
         yield GaugeMetricFamily("fileserver_resident_memory_bytes",
                                 "RSS of all server processes",
                                 value=snap["memory"]["rss_bytes_total"] or 0)

@@ -233,12 +233,16 @@ class StatsCollector:
             if pid not in pids:
                 del self._processes[pid]
         return result, {"rss_bytes_total": sum(rss.values()),
-                        "rss_bytes_supervisor": rss.get(os.getpid())}
+                        "rss_bytes_supervisor": rss.get(os.getpid()),
+                        # every live server process, all its threads included
+                        "cpu_seconds_total": round(sum(
+                            cpu for (_, pid), cpu in per_row.items()), 3)}
 
     def snapshot(self, alive_workers: int, ready: bool) -> dict:
         now = time.monotonic()
         rows = self.table.rows()
-        resources, memory = self._resources(rows, now)
+        resources, usage = self._resources(rows, now)
+        cpu_seconds = usage.pop("cpu_seconds_total")
         workers = [self._worker_view(i, row, resources, now) for i, row in enumerate(rows)]
         busy = sum(1 for row in rows if row["busy"])
         by_command = {cmd: {status: sum(row[f"{cmd}_{status}"] for row in rows)
@@ -265,7 +269,9 @@ class StatsCollector:
                 "bytes_out": sum(row["bytes_out"] for row in rows),
                 "by_command": by_command,
             },
-            "memory": memory,
+            "cpu": {"seconds_total": cpu_seconds,
+                    "percent": self._cpu.percent("server", cpu_seconds, now)},
+            "memory": usage,
             "workers": workers,
         }
 

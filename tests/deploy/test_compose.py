@@ -54,6 +54,7 @@ class ComposeProject:
         self.results.mkdir()
         self.results.chmod(0o777)           # the Locust container runs as uid 10001
         self.env = dict(os.environ, RESULTS_DIR=str(self.results), LOCUST_WEB_BIND="127.0.0.1",
+                        FS_METRICS_HOST_PORT=str(free_port()),
                         LOCUST_WEB_PORT=str(free_port()),
                         **{k: str(v) for k, v in variables.items()})
         self.base = [*compose, "-p", self.name, *COMPOSE_FILES]
@@ -70,7 +71,7 @@ class ComposeProject:
 
 
 def read_stats(results) -> dict:
-    with open(results / "run_stats.csv", newline="") as f:
+    with open(results / "locust_stats.csv", newline="") as f:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
 
 

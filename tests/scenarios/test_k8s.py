@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from scenarios import DEFAULT_FILE, load
-from scenarios.k8s import MARKER, OVERLAYS_DIR, K8S_DIR, locust_env, render_overlays, \
+from scenarios.k8s import MARKER, OVERLAYS_DIR, K8S_DIR, render_overlays, \
     write_overlays
 
 SHIPPED = load(DEFAULT_FILE)
@@ -247,7 +247,7 @@ def test_overlay_carries_the_scenario(rendered, name):
     assert job["spec"]["activeDeadlineSeconds"] > scenario.duration
     job_env = env_of(container(job, "locust"))
     assert {k: v for k, v in job_env.items() if k.startswith("LOCUST_")} == \
-        dict(locust_env(scenario))
+        dict(scenario.locust_env())
     assert job_env["LOCUST_EXPECT_WORKERS"] == str(scenario.locust_workers)
     assert job_env["LOCUST_RUN_TIME"] == f"{scenario.duration}s"
     for doc in docs:

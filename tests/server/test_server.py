@@ -143,7 +143,12 @@ def test_stats_metrics_and_probes(server):
     served = [w for w in stats["workers"] if w["requests"]]
     assert sum(w["requests"] for w in served) == 3
     assert all(w["cpu_seconds"] is not None and w["pid"] for w in served)
+    # the server-wide total covers the supervisor too, so it is at least the workers' sum
+    worker_cpu = sum(w["cpu_seconds"] for w in stats["workers"] if w["cpu_seconds"])
+    assert stats["cpu"]["seconds_total"] >= worker_cpu - 0.01
+    assert stats["cpu"]["seconds_total"] > 0 and stats["cpu"]["percent"] >= 0
     metrics = server.http_text("/metrics")
+    assert "fileserver_cpu_seconds_total" in metrics
     assert 'fileserver_requests_total{command="GET",status="ERROR"} 1.0' in metrics
     assert f'fileserver_info{{mode="{server.mode}",pool="5"}} 1.0' in metrics
     assert "fileserver_worker_cpu_seconds_total" in metrics

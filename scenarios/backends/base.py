@@ -1,0 +1,88 @@
+"""What every backend shares: the interface, outcomes, waiting with progress."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from scenarios.schema import Scenario
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
+# Locust's exit status: 0 clean, 1 requests failed (--max-fail-ratio exceeded)
+EXIT_STATUS = {0: "ok", 1: "failures"}
+# Locust needs time beyond --run-time: workers joining, seeding GET files, stopping
+LOCUST_OVERHEAD_SECONDS = 180
+
+# progress(elapsed seconds of the load, latest /stats or None)
+Progress = Callable[[float, "dict | None"], None]
+
+
+class BackendError(RuntimeError):
+    """The backend cannot run here (a missing tool, image or cluster); one line."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str                   # ok | failures | error
+    note: str = ""
+    limits_enforced: bool = True  # the server really ran within the scenario's limits
+
+    @classmethod
+    def from_exit_code(cls, code: int | None, note: str = "",
+                       limits_enforced: bool = True) -> Outcome:
+        status = "error" if code is None else EXIT_STATUS.get(code, "error")
+        problem = ("Locust did not finish in time" if code is None
+                   else f"Locust exited with status {code}" if status == "error" else "")
+        return cls(status, "; ".join(filter(None, [problem, note])), limits_enforced)
+
+
+class Backend:
+    """Runs one scenario at a time; see the package docstring for the contract."""
+
+    name = ""
+
+    def check(self) -> None:
+        """Raise BackendError when this backend cannot run on this machine."""
+
+    def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
+        raise NotImplementedError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_exit(process: subprocess.Popen, timeout: float, progress: Progress,
+                  latest: Callable[[], "dict | None"], tick: float = 1.0) -> int | None:
+    """Wait for ``process`` while reporting progress; None when it outlives ``timeout``."""
+    started = time.monotonic()
+    while True:
+        code = process.poll()
+        if code is not None:
+            return code
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            return None
+        progress(elapsed, latest())
+        time.sleep(tick)
+
+
+def stop_process(process: subprocess.Popen, signal_first=None, timeout: float = 30.0) -> int:
+    """Ask ``process`` to stop (SIGTERM or ``signal_first``), then kill it."""
+    if process.poll() is None:
+        if signal_first is None:
+            process.terminate()
+        else:
+            process.send_signal(signal_first)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()

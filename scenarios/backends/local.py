@@ -1,0 +1,124 @@
+"""The local backend: server, Locust master and workers as processes on 127.0.0.1.
+
+No Docker needed.  The server's CPU and memory limits are applied with a
+cgroup when this process may make one (see ``scenarios.limits``); otherwise
+the run is recorded as unlimited.  Locust shares the machine with the server,
+which the report says next to the numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from scenarios import limits as cgroup_limits
+from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, LOCUSTFILE, REPO_ROOT, Backend,
+                                     BackendError, Outcome, Progress, free_port, stop_process,
+                                     wait_for_exit)
+from scenarios.results import LOCUST_PREFIX, STATS_FILE
+from scenarios.sampler import StatsSampler
+from scenarios.schema import Scenario
+
+READY_TIMEOUT = 30.0
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, python: str = sys.executable, apply_limits: bool = True):
+        self.python = python
+        self.apply_limits = apply_limits
+
+    def check(self) -> None:
+        probe = subprocess.run([self.python, "-c", "import locust, server"], cwd=REPO_ROOT,
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise BackendError(f"{self.python} cannot import locust and server "
+                               "(run `make install` first)")
+
+    def _server_command(self, scenario: Scenario, storage: str, port: int,
+                        metrics_port: int) -> list[str]:
+        return [self.python, "-m", "server", "--mode", scenario.mode,
+                "--pool", str(scenario.pool), "--ip", "127.0.0.1", "--port", str(port),
+                "--metrics-port", str(metrics_port), "--storage", storage,
+                "--log-level", "INFO", "--stats-interval", "10"]
+
+    def _locust(self, *args: str) -> list[str]:
+        return [self.python, "-m", "locust", "-f", str(LOCUSTFILE), *args]
+
+    def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
+        port, metrics_port, master_port = free_port(), free_port(), free_port()
+        storage = tempfile.mkdtemp(prefix="fileserver-lab-")
+        limits, limits_note = None, "limits not applied (--no-limits)"
+        if self.apply_limits:
+            limits, why = cgroup_limits.limits_for(f"fileserver-lab-{os.getpid()}-{port}",
+                                                   scenario.server_cpus, scenario.memory_bytes)
+            limits_note = f"limits not applied: {why}" if limits is None else ""
+        enforced = limits is not None
+        command = self._server_command(scenario, storage, port, metrics_port)
+        if limits is not None:
+            command = limits.wrap(command)
+        logs = [open(folder / name, "wb") for name in ("server.log", "locust.log")]
+        server_log, locust_log = logs
+        server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=server_log,
+                                  stderr=subprocess.STDOUT)
+        locust_processes: list[subprocess.Popen] = []
+        sampler = None
+        try:
+            stats_url = f"http://127.0.0.1:{metrics_port}/stats"
+            problem = self._wait_ready(server, f"http://127.0.0.1:{metrics_port}/readyz")
+            if problem:
+                return Outcome("error", problem, enforced)
+            sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
+            env = dict(os.environ, **dict(scenario.locust_env()),
+                       LOCUST_EXPECT_WORKERS_MAX_WAIT="60")
+            master = subprocess.Popen(
+                self._locust("--master", "--master-bind-host", "127.0.0.1",
+                             "--master-bind-port", str(master_port), "--headless",
+                             "--host", f"tcp://127.0.0.1:{port}",
+                             "--server-stats-url", stats_url,
+                             "--csv", str(folder / LOCUST_PREFIX), "--csv-full-history",
+                             "--html", str(folder / "report.html"), "--only-summary"),
+                cwd=folder, env=env, stdout=locust_log, stderr=subprocess.STDOUT)
+            locust_processes.append(master)
+            for _ in range(scenario.locust_workers):
+                locust_processes.append(subprocess.Popen(
+                    self._locust("--worker", "--master-host", "127.0.0.1",
+                                 "--master-port", str(master_port)),
+                    cwd=folder, env=env, stdout=locust_log, stderr=subprocess.STDOUT))
+            code = wait_for_exit(master, scenario.duration + LOCUST_OVERHEAD_SECONDS,
+                                 progress, lambda: sampler.latest)
+            return Outcome.from_exit_code(code, limits_note, enforced)
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            for process in reversed(locust_processes):
+                stop_process(process, timeout=15)
+            server_code = stop_process(server, timeout=30)
+            if server_code != 0:
+                server_log.write(f"\n[runner] server exited with status {server_code}\n"
+                                 .encode())
+            for log in logs:
+                log.close()
+            if limits is not None:
+                limits.remove()
+            shutil.rmtree(storage, ignore_errors=True)
+
+    @staticmethod
+    def _wait_ready(server: subprocess.Popen, url: str) -> str:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                return f"the server exited with status {server.returncode} (see server.log)"
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                return ""
+            except OSError:
+                time.sleep(0.2)
+        return f"the server was not ready within {READY_TIMEOUT:g} s (see server.log)"

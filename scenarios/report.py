@@ -1,0 +1,298 @@
+"""A results folder turned into charts, ``report.html`` and ``report.md``.
+
+Written into the results folder itself::
+
+    charts/rps-vs-pool.png        requests/s against pool size, one line per mode
+    charts/p95-vs-pool.png        p95 latency against pool size, one line per mode
+    charts/thread-vs-process.png  the two modes side by side at each pool size
+    charts/failures.png           failed requests per scenario (%)
+    charts/server-cpu.png         server CPU per scenario (mean and peak)
+    charts/server-memory.png      server RSS per scenario (peak)
+    report.html                   everything above in one file (charts embedded)
+    report.md                     a short summary with the table
+
+The pool charts use the largest group of scenarios that differ only in mode
+and pool (the default matrix); every scenario appears in the per-scenario charts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+from scenarios.results import SUMMARY_FILE, read_summary
+
+CHART_SIZE_INCHES = (8.0, 4.5)
+CHART_DPI = 100                       # 800 x 450 pixels
+CHART_PIXELS = (round(CHART_SIZE_INCHES[0] * CHART_DPI), round(CHART_SIZE_INCHES[1] * CHART_DPI))
+MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728"}
+LOAD_KEYS = ("users", "spawn_rate", "duration_s", "locust_workers", "server_cpus",
+             "server_memory")
+TABLE_COLUMNS = (("scenario", "scenario"), ("status", "status"), ("mode", "mode"),
+                 ("pool", "pool"), ("server_cpus", "CPUs"), ("server_memory", "memory"),
+                 ("users", "users"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
+                 ("p95_ms", "p95 ms"), ("failure_pct", "failed %"),
+                 ("server_cpu_pct_mean", "CPU % mean"), ("server_rss_mb_max", "RSS MB max"),
+                 ("busy_workers_max", "busy max"))
+
+
+class ReportError(ValueError):
+    """The folder cannot be reported on; one line."""
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def pool_sweep(rows: list[dict]) -> list[dict]:
+    """The largest group of rows sharing every load setting and differing in mode
+    or pool size, sorted by mode and pool."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["rps"] is None:
+            continue
+        groups.setdefault(tuple(row[key] for key in LOAD_KEYS), []).append(row)
+    candidates = [group for group in groups.values()
+                  if len({(r["mode"], r["pool"]) for r in group}) > 1]
+    if not candidates:
+        return []
+    return sorted(max(candidates, key=len), key=lambda r: (r["mode"], r["pool"]))
+
+
+def _figure(plt, title: str):
+    figure, axes = plt.subplots(figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+    axes.set_title(title)
+    axes.grid(True, axis="y", alpha=0.3)
+    return figure, axes
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=CHART_DPI)
+    plt.close(figure)
+    return path
+
+
+def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
+                     path: Path) -> Path:
+    figure, axes = _figure(plt, title)
+    pools = sorted({row["pool"] for row in sweep})
+    for mode in sorted({row["mode"] for row in sweep}):
+        points = sorted((row["pool"], row[key]) for row in sweep
+                        if row["mode"] == mode and row[key] is not None)
+        if points:
+            axes.plot([pools.index(p) for p, _ in points], [v for _, v in points],
+                      marker="o", label=mode, color=MODE_COLOURS.get(mode))
+    axes.set_xticks(range(len(pools)), [str(p) for p in pools])
+    axes.set_xlabel("pool size (threads or processes)")
+    axes.set_ylabel(label)
+    axes.set_ylim(bottom=0)
+    axes.legend(title="mode")
+    return _save(plt, figure, path)
+
+
+def _side_by_side_chart(plt, sweep: list[dict], path: Path) -> Path:
+    figure, (rps_axes, p95_axes) = plt.subplots(1, 2, figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
+    figure.suptitle("thread pool vs process pool")
+    pools = sorted({row["pool"] for row in sweep})
+    modes = sorted({row["mode"] for row in sweep})
+    width = 0.8 / max(len(modes), 1)
+    for axes, key, label in ((rps_axes, "rps", "requests/s"), (p95_axes, "p95_ms", "p95 ms")):
+        for offset, mode in enumerate(modes):
+            values = {row["pool"]: row[key] for row in sweep if row["mode"] == mode}
+            axes.bar([i + (offset - (len(modes) - 1) / 2) * width for i in range(len(pools))],
+                     [values.get(pool) or 0 for pool in pools], width, label=mode,
+                     color=MODE_COLOURS.get(mode))
+        axes.set_xticks(range(len(pools)), [str(p) for p in pools])
+        axes.set_xlabel("pool size")
+        axes.set_ylabel(label)
+        axes.grid(True, axis="y", alpha=0.3)
+    rps_axes.legend(title="mode")
+    return _save(plt, figure, path)
+
+
+def _per_scenario_chart(plt, rows: list[dict], series: list[tuple[str, str]], ylabel: str,
+                        title: str, path: Path) -> Path:
+    figure, axes = _figure(plt, title)
+    names = [row["scenario"] for row in rows]
+    width = 0.8 / len(series)
+    for offset, (key, label) in enumerate(series):
+        axes.bar([i + (offset - (len(series) - 1) / 2) * width for i in range(len(rows))],
+                 [row[key] or 0 for row in rows], width, label=label,
+                 color=[MODE_COLOURS.get(row["mode"], "#7f7f7f") for row in rows],
+                 alpha=1.0 if offset == 0 else 0.5)
+    axes.set_xticks(range(len(rows)), names, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel(ylabel)
+    if len(series) > 1:
+        axes.legend()
+    return _save(plt, figure, path)
+
+
+def write_charts(rows: list[dict], charts: Path) -> list[Path]:
+    plt = _pyplot()
+    charts.mkdir(exist_ok=True)
+    written = []
+    sweep = pool_sweep(rows)
+    if len({row["pool"] for row in sweep}) > 1:
+        written.append(_pool_line_chart(plt, sweep, "rps", "requests/s",
+                                        "throughput against pool size", charts / "rps-vs-pool.png"))
+        written.append(_pool_line_chart(plt, sweep, "p95_ms", "p95 latency (ms)",
+                                        "p95 latency against pool size",
+                                        charts / "p95-vs-pool.png"))
+    if len({row["mode"] for row in sweep}) > 1:
+        written.append(_side_by_side_chart(plt, sweep, charts / "thread-vs-process.png"))
+    written.append(_per_scenario_chart(plt, rows, [("failure_pct", "failed %")], "failed requests (%)",
+                                       "failures per scenario", charts / "failures.png"))
+    written.append(_per_scenario_chart(plt, rows, [("server_cpu_pct_mean", "mean"),
+                                                   ("server_cpu_pct_max", "peak")],
+                                       "server CPU (% of one core)", "server CPU per scenario",
+                                       charts / "server-cpu.png"))
+    written.append(_per_scenario_chart(plt, rows, [("server_rss_mb_max", "peak RSS")],
+                                       "server memory (MiB)", "server memory per scenario",
+                                       charts / "server-memory.png"))
+    return written
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def _caveats(info: dict, rows: list[dict]) -> list[str]:
+    notes = []
+    if info.get("backend") == "local":
+        cpus = info.get("machine", {}).get("cpus")
+        notes.append(f"Local backend: Locust and the server shared one machine ({cpus} CPUs), "
+                     "so Locust's own CPU use competes with the server's.")
+    unlimited = [row["scenario"] for row in rows if row["limits_enforced"] == "no"]
+    if unlimited:
+        notes.append("CPU and memory limits were not enforced for: " + ", ".join(unlimited) + ".")
+    if any(row["mode"] == "process" for row in rows):
+        notes.append("Server RSS is summed over its processes; pre-forked workers share "
+                     "pages with the supervisor, so process-mode memory is overstated.")
+    broken = [f"{row['scenario']} ({row['note'] or row['status']})" for row in rows
+              if row["status"] == "error"]
+    if broken:
+        notes.append("Did not complete: " + "; ".join(broken) + ".")
+    return notes
+
+
+def highlights(rows: list[dict]) -> list[str]:
+    lines = []
+    sweep = pool_sweep(rows)
+    for mode in sorted({row["mode"] for row in sweep}):
+        mine = [row for row in sweep if row["mode"] == mode]
+        best = max(mine, key=lambda r: r["rps"])
+        lines.append(f"{mode}: highest throughput {best['rps']:.1f} req/s at pool {best['pool']}; "
+                     f"p95 from {min(r['p95_ms'] or 0 for r in mine):.0f} to "
+                     f"{max(r['p95_ms'] or 0 for r in mine):.0f} ms across pools "
+                     f"{', '.join(str(r['pool']) for r in mine)}.")
+    failing = [row for row in rows if row["failures"]]
+    if failing:
+        lines.append("Failures: " + ", ".join(f"{row['scenario']} {row['failure_pct']:.1f}%"
+                                              for row in failing) + ".")
+    else:
+        lines.append("No request failed in any scenario.")
+    return lines
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |",
+             "|" + "|".join("---" if key in ("scenario", "status", "mode", "server_memory")
+                            else "---:" for key, _ in TABLE_COLUMNS) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in TABLE_COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def _run_line(info: dict, rows: list[dict]) -> str:
+    machine = info.get("machine", {})
+    return (f"{len(rows)} scenarios, backend {info.get('backend', '?')}, "
+            f"{info.get('started', '?')} to {info.get('finished', '?')}, "
+            f"commit {info.get('git_commit') or '?'}, {machine.get('cpus', '?')} CPUs, "
+            f"Python {machine.get('python', '?')}")
+
+
+def write_markdown(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -> Path:
+    parts = [f"# Load-lab report: {folder.name}", "", _run_line(info, rows), ""]
+    parts += [f"- {line}" for line in highlights(rows) + _caveats(info, rows)]
+    parts += ["", markdown_table(rows), ""]
+    parts += [f"![{chart.stem}]({chart.relative_to(folder).as_posix()})" for chart in charts]
+    path = folder / "report.md"
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+tr.error td { background: #fde8e8; }
+img { max-width: 100%; display: block; margin: 1em 0; }
+"""
+
+
+def write_html(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -> Path:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>Load-lab report {esc(folder.name)}</title>",
+             f"<style>{HTML_STYLE}</style></head><body>",
+             f"<h1>Load-lab report {esc(folder.name)}</h1>",
+             f"<p>{esc(_run_line(info, rows))}</p><ul>"]
+    parts += [f"<li>{esc(line)}</li>" for line in highlights(rows) + _caveats(info, rows)]
+    parts += ["</ul><table><thead><tr>"]
+    parts += [f"<th>{esc(title)}</th>" for _, title in TABLE_COLUMNS]
+    parts += ["</tr></thead><tbody>"]
+    for row in rows:
+        css = ' class="error"' if row["status"] == "error" else ""
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            numeric = ' class="n"' if isinstance(row[key], (int, float)) else ""
+            cells.append(f"<td{numeric}>{esc(_cell(row[key]))}</td>")
+        parts.append(f"<tr{css}>{''.join(cells)}</tr>")
+    parts.append("</tbody></table>")
+    for chart in charts:
+        data = base64.b64encode(chart.read_bytes()).decode("ascii")
+        parts.append(f'<h2>{esc(chart.stem.replace("-", " "))}</h2>'
+                     f'<img alt="{esc(chart.stem)}" src="data:image/png;base64,{data}">')
+    parts.append("</body></html>")
+    path = folder / "report.html"
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    return path
+
+
+def write_report(folder: Path) -> list[Path]:
+    """Charts, report.html and report.md for ``folder``; returns the files written."""
+    summary = folder / SUMMARY_FILE
+    if not summary.is_file():
+        raise ReportError(f"{folder}: no {SUMMARY_FILE} (is it a results/<timestamp> folder?)")
+    rows = read_summary(summary)
+    if not rows:
+        raise ReportError(f"{summary}: no scenario finished in this run")
+    try:
+        info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        info = {}
+    charts = write_charts(rows, folder / "charts")
+    return [*charts, write_html(folder, info, rows, charts),
+            write_markdown(folder, info, rows, charts)]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR; ValueError if it is not a PNG."""
+    header = path.read_bytes()[:24]
+    if header[:8] != b"\x89PNG\r\n\x1a\n" or header[12:16] != b"IHDR":
+        raise ValueError(f"{path} is not a PNG file")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+__all__ = ["CHART_PIXELS", "ReportError", "png_size", "write_report"]

@@ -1,0 +1,171 @@
+"""One scenario's result files turned into one summary row, and ``summary.csv``.
+
+A scenario folder holds what its backend collected:
+
+``locust_stats.csv`` (and ``_stats_history``, ``_failures``, ``_exceptions``)
+    Locust's own CSV; the ``Aggregated`` row gives requests, failures, rps and
+    latency percentiles.
+``server-stats.jsonl``
+    the server's ``/stats`` sampled during the run (see ``sampler``): CPU,
+    memory and busy workers.
+``scenario.json``
+    the scenario as run, the backend and whether its limits were enforced.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from scenarios.sampler import read_samples
+from scenarios.schema import Scenario
+
+LOCUST_PREFIX = "locust"                 # Locust's --csv prefix inside a scenario folder
+STATS_FILE = "server-stats.jsonl"
+SCENARIO_FILE = "scenario.json"
+SUMMARY_FILE = "summary.csv"
+COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
+
+SUMMARY_COLUMNS = (
+    "scenario", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
+    "limits_enforced", "users", "spawn_rate", "duration_s", "locust_workers",
+    "requests", "failures", "failure_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms",
+    "max_ms", "server_cpu_pct_mean", "server_cpu_pct_max", "server_rss_mb_max",
+    "busy_workers_mean", "busy_workers_max", "server_requests", "server_errors",
+    "samples", "note",
+)
+NUMERIC_COLUMNS = frozenset(SUMMARY_COLUMNS) - {
+    "scenario", "backend", "status", "mode", "server_memory", "limits_enforced", "note"}
+
+
+def scenario_record(scenario: Scenario, backend: str, limits_enforced: bool,
+                    limits_note: str = "") -> dict:
+    record = asdict(scenario)
+    record["weights"] = dict(scenario.weights.items())
+    record["file_sizes"] = list(scenario.file_sizes)
+    record.update(backend=backend, limits_enforced=limits_enforced, limits_note=limits_note)
+    return record
+
+
+def write_scenario_record(folder: Path, record: dict) -> None:
+    (folder / SCENARIO_FILE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None             # Locust writes "N/A" for percentiles of nothing
+
+
+def read_locust_stats(folder: Path) -> dict[str, dict]:
+    """Name -> row of ``locust_stats.csv``; the total is under ``Aggregated``."""
+    path = folder / f"{LOCUST_PREFIX}_stats.csv"
+    with open(path, newline="", encoding="utf-8") as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def per_command(folder: Path) -> dict[str, dict]:
+    """Request type -> requests, failures, p95 (summed over names like GET 1KB)."""
+    path = folder / f"{LOCUST_PREFIX}_stats.csv"
+    totals: dict[str, dict] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["Name"] == "Aggregated":
+                continue
+            entry = totals.setdefault(row["Type"], {"requests": 0, "failures": 0, "p95_ms": 0.0})
+            entry["requests"] += int(row["Request Count"])
+            entry["failures"] += int(row["Failure Count"])
+            entry["p95_ms"] = max(entry["p95_ms"], _number(row["95%"]) or 0.0)
+    return totals
+
+
+def server_usage(samples: list[dict]) -> dict:
+    """CPU, memory and busy workers over the samples of one run."""
+    usage = {"server_cpu_pct_mean": None, "server_cpu_pct_max": None,
+             "server_rss_mb_max": None, "busy_workers_mean": None, "busy_workers_max": None,
+             "server_requests": None, "server_errors": None, "samples": len(samples)}
+    if not samples:
+        return usage
+    stats = [sample["stats"] for sample in samples]
+    rss = [s.get("memory", {}).get("rss_bytes_total") or 0 for s in stats]
+    busy = [s.get("workers_busy", 0) for s in stats]
+    usage.update(server_rss_mb_max=round(max(rss) / 2 ** 20, 1),
+                 busy_workers_mean=round(sum(busy) / len(busy), 2),
+                 busy_workers_max=max(busy),
+                 server_requests=stats[-1]["totals"]["requests"],
+                 server_errors=stats[-1]["totals"]["errors"])
+    cpu_points = [(sample["t"], sample["stats"]["cpu"]["seconds_total"])
+                  for sample in samples if "cpu" in sample["stats"]]
+    rates = [100 * (c1 - c0) / (t1 - t0)
+             for (t0, c0), (t1, c1) in zip(cpu_points, cpu_points[1:]) if t1 > t0 and c1 >= c0]
+    if rates:
+        (t_first, c_first), (t_last, c_last) = cpu_points[0], cpu_points[-1]
+        usage.update(server_cpu_pct_mean=round(100 * (c_last - c_first) / (t_last - t_first), 1),
+                     server_cpu_pct_max=round(max(rates), 1))
+    return usage
+
+
+def summarise(folder: Path, status: str, note: str = "") -> dict:
+    """The summary row of one scenario folder (also written as ``result.json``)."""
+    record = json.loads((folder / SCENARIO_FILE).read_text(encoding="utf-8"))
+    row = {key: None for key in SUMMARY_COLUMNS}
+    row.update(scenario=record["name"], backend=record["backend"], status=status,
+               mode=record["mode"], pool=record["pool"], server_cpus=record["server_cpus"],
+               server_memory=record["server_memory"],
+               limits_enforced="yes" if record["limits_enforced"] else "no",
+               users=record["users"], spawn_rate=record["spawn_rate"],
+               duration_s=record["duration"], locust_workers=record["locust_workers"],
+               note=note)
+    try:
+        total = read_locust_stats(folder)["Aggregated"]
+    except (OSError, KeyError):
+        row["note"] = "; ".join(filter(None, [note, "no Locust statistics"]))
+    else:
+        requests, failures = int(total["Request Count"]), int(total["Failure Count"])
+        row.update(requests=requests, failures=failures,
+                   failure_pct=round(100 * failures / requests, 2) if requests else None,
+                   rps=_number(total["Requests/s"]), avg_ms=_number(total["Average Response Time"]),
+                   p50_ms=_number(total["50%"]), p95_ms=_number(total["95%"]),
+                   p99_ms=_number(total["99%"]), max_ms=_number(total["Max Response Time"]))
+        for key in ("avg_ms", "max_ms"):
+            if row[key] is not None:
+                row[key] = round(row[key], 1)
+        if row["rps"] is not None:
+            row["rps"] = round(row["rps"], 2)
+    row.update(server_usage(read_samples(folder / STATS_FILE)))
+    (folder / "result.json").write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
+    return row
+
+
+def write_summary(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if row.get(key) is None else row[key]
+                             for key in SUMMARY_COLUMNS})
+
+
+def read_summary(path: Path) -> list[dict]:
+    """``summary.csv`` back into rows, numbers as numbers and blanks as None."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row = {}
+            for key in SUMMARY_COLUMNS:
+                value = raw.get(key, "")
+                if value == "":
+                    row[key] = None
+                elif key in NUMERIC_COLUMNS:
+                    number = float(value)
+                    row[key] = int(number) if number.is_integer() and key in (
+                        "pool", "users", "requests", "failures", "locust_workers",
+                        "duration_s", "busy_workers_max", "server_requests",
+                        "server_errors", "samples") else number
+                else:
+                    row[key] = value
+            rows.append(row)
+    return rows
