@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -53,6 +54,8 @@ def run(args, scenario_file: ScenarioFile) -> int:
             return 2
         chosen = [scenario_file.get(name) for name in dict.fromkeys(args.names)]
     runner = Runner(make_backend(args.backend, scenario_file, args), Path(args.results))
+    # SIGTERM unwinds like Ctrl-C: every backend stops what it started
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         folder, rows = runner.run(chosen, args.file)
     except BackendError as error:
