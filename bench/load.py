@@ -203,7 +203,7 @@ def run_point(server: ManagedServer, specs: list[ClientSpec], plan: Plan,
             sender.close()
             children.append((process, receiver))
         deadline = time.monotonic() + READY_TIMEOUT
-        for process, receiver in children:
+        for _process, receiver in children:
             if not receiver.poll(max(0.0, deadline - time.monotonic())):
                 raise RuntimeError("a client process did not get ready in time")
             kind, detail = receiver.recv()
@@ -229,7 +229,7 @@ def run_point(server: ManagedServer, specs: list[ClientSpec], plan: Plan,
                 after = _cpu_snapshot(server_pids, me)
             results, failures = [], []
             collect_deadline = measure_end + plan.timeout * max(1, plan.min_ops) + 10.0
-            for process, receiver in children:
+            for _process, receiver in children:
                 try:
                     ready = receiver.poll(max(0.0, collect_deadline - time.monotonic()))
                     message = receiver.recv() if ready else ("failed", "no result in time")

@@ -161,7 +161,8 @@ def render(out: dict) -> str:
     for r in out["transfers"]:
         if r.get("paired"):
             parts.append(f"  paired {r['server']} {r['op']} {r['size_label']}: " + ", ".join(
-                f"{row['transfer_mb_per_s']:.0f}/{(row['decode_before'] + row['decode_after']) / 2:.0f}"
+                f"{row['transfer_mb_per_s']:.0f}/"
+                f"{(row['decode_before'] + row['decode_after']) / 2:.0f}"
                 for row in r["paired"]["rounds"]) + " (transfer/decode MB/s)")
     parts += ["", "Memory: peak RSS of all server processes (sampled every 50 ms) during "
                   "5 concurrent 100 MB GETs + 5 concurrent 100 MB UPLOADs, fresh server"]

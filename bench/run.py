@@ -194,7 +194,7 @@ def run_list_phase(ws: Workspace, args, out: dict) -> None:
         tries: dict[str, list[dict]] = {label: [] for label, _, _ in running}
         for round_index in range(args.list_rounds):
             turn = (level + round_index) % len(running)
-            for label, server, info in running[turn:] + running[:turn]:
+            for label, server, _info in running[turn:] + running[:turn]:
                 plan = Plan(server.address, duration=args.list_seconds,
                             warmup=0.3 if args.quick else 0.5, window=True, timeout=10.0,
                             max_ops=2_000_000)
@@ -203,7 +203,7 @@ def run_list_phase(ws: Workspace, args, out: dict) -> None:
                 tries[label].append(figures)
                 _say(f"  round {round_index + 1}: " + _describe(
                     {"server": label, "op": "LIST", **figures}))
-        for label, server, info in running:
+        for label, _server, info in running:
             info["points"].append({"server": label, "op": "LIST",
                                    **_median_round(tries[label])})
     _finish_list_servers(running, out)
@@ -221,7 +221,7 @@ def _median_round(rounds: list[dict]) -> dict:
 
 
 def _finish_list_servers(running, out: dict) -> None:
-    for label, server, info in running:
+    for _label, server, info in running:
         out["list"].extend(info["points"])
         _finish(server, info)
         out["servers"].append(info)

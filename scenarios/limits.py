@@ -58,13 +58,15 @@ class CgroupLimits:
                 pass            # still busy or already gone: the kernel keeps it harmlessly
 
     @classmethod
-    def create(cls, name: str, cpus: float, memory: int,
-               root: Path = CGROUP_ROOT) -> tuple[CgroupLimits | None, str]:
-        """Make the cgroup(s) and set the limits: ``(limits, "")`` or ``(None, why not)``."""
-        try:
-            proc_cgroup = Path("/proc/self/cgroup").read_text()
-        except OSError as error:
-            return None, f"cannot read /proc/self/cgroup: {error.strerror}"
+    def create(cls, name: str, cpus: float, memory: int, root: Path = CGROUP_ROOT,
+               proc_cgroup: str | None = None) -> tuple[CgroupLimits | None, str]:
+        """Make the cgroup(s) and set the limits: ``(limits, "")`` or ``(None, why not)``.
+        ``proc_cgroup`` is the text of /proc/self/cgroup (read when None)."""
+        if proc_cgroup is None:
+            try:
+                proc_cgroup = Path("/proc/self/cgroup").read_text()
+            except OSError as error:
+                return None, f"cannot read /proc/self/cgroup: {error.strerror}"
         if (root / "cgroup.controllers").exists():
             return cls._create_v2(name, cpus, memory, root, _own_path("", proc_cgroup))
         return cls._create_v1(name, cpus, memory, root, proc_cgroup)

@@ -34,7 +34,7 @@ TABLE_COLUMNS = (("scenario", "scenario"), ("status", "status"), ("mode", "mode"
                  ("pool", "pool"), ("server_cpus", "CPUs"), ("server_memory", "memory"),
                  ("users", "users"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
                  ("p95_ms", "p95 ms"), ("failure_pct", "failed %"),
-                 ("server_cpu_pct_mean", "CPU % mean"), ("server_rss_mb_max", "RSS MB max"),
+                 ("server_cpu_pct_mean", "CPU % mean"), ("server_pss_mb_max", "PSS MiB max"),
                  ("busy_workers_max", "busy max"))
 
 
@@ -146,13 +146,15 @@ def write_charts(rows: list[dict], charts: Path) -> list[Path]:
                                         charts / "p95-vs-pool.png"))
     if len({row["mode"] for row in sweep}) > 1:
         written.append(_side_by_side_chart(plt, sweep, charts / "thread-vs-process.png"))
-    written.append(_per_scenario_chart(plt, rows, [("failure_pct", "failed %")], "failed requests (%)",
-                                       "failures per scenario", charts / "failures.png"))
+    written.append(_per_scenario_chart(plt, rows, [("failure_pct", "failed %")],
+                                       "failed requests (%)", "failures per scenario",
+                                       charts / "failures.png"))
     written.append(_per_scenario_chart(plt, rows, [("server_cpu_pct_mean", "mean"),
                                                    ("server_cpu_pct_max", "peak")],
                                        "server CPU (% of one core)", "server CPU per scenario",
                                        charts / "server-cpu.png"))
-    written.append(_per_scenario_chart(plt, rows, [("server_rss_mb_max", "peak RSS")],
+    written.append(_per_scenario_chart(plt, rows, [("server_pss_mb_max", "peak PSS"),
+                                                   ("server_rss_mb_max", "peak RSS, summed")],
                                        "server memory (MiB)", "server memory per scenario",
                                        charts / "server-memory.png"))
     return written
@@ -176,8 +178,9 @@ def _caveats(info: dict, rows: list[dict]) -> list[str]:
     if unlimited:
         notes.append("CPU and memory limits were not enforced for: " + ", ".join(unlimited) + ".")
     if any(row["mode"] == "process" for row in rows):
-        notes.append("Server RSS is summed over its processes; pre-forked workers share "
-                     "pages with the supervisor, so process-mode memory is overstated.")
+        notes.append("Memory is PSS (shared pages split between the processes sharing them); "
+                     "the RSS sum in the memory chart counts the pages pre-forked workers "
+                     "share with the supervisor once per worker.")
     broken = [f"{row['scenario']} ({row['note'] or row['status']})" for row in rows
               if row["status"] == "error"]
     if broken:

@@ -32,7 +32,8 @@ SUMMARY_COLUMNS = (
     "scenario", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
     "limits_enforced", "users", "spawn_rate", "duration_s", "locust_workers",
     "requests", "failures", "failure_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms",
-    "max_ms", "server_cpu_pct_mean", "server_cpu_pct_max", "server_rss_mb_max",
+    "max_ms", "server_cpu_pct_mean", "server_cpu_pct_max", "server_pss_mb_max",
+    "server_rss_mb_max",
     "busy_workers_mean", "busy_workers_max", "server_requests", "server_errors",
     "samples", "note",
 )
@@ -85,12 +86,17 @@ def per_command(folder: Path) -> dict[str, dict]:
 def server_usage(samples: list[dict]) -> dict:
     """CPU, memory and busy workers over the samples of one run."""
     usage = {"server_cpu_pct_mean": None, "server_cpu_pct_max": None,
-             "server_rss_mb_max": None, "busy_workers_mean": None, "busy_workers_max": None,
+             "server_pss_mb_max": None, "server_rss_mb_max": None,
+             "busy_workers_mean": None, "busy_workers_max": None,
              "server_requests": None, "server_errors": None, "samples": len(samples)}
     if not samples:
         return usage
     stats = [sample["stats"] for sample in samples]
     rss = [s.get("memory", {}).get("rss_bytes_total") or 0 for s in stats]
+    pss = [s["memory"]["pss_bytes_total"] for s in stats
+           if s.get("memory", {}).get("pss_bytes_total") is not None]
+    if pss:
+        usage["server_pss_mb_max"] = round(max(pss) / 2 ** 20, 1)
     busy = [s.get("workers_busy", 0) for s in stats]
     usage.update(server_rss_mb_max=round(max(rss) / 2 ** 20, 1),
                  busy_workers_mean=round(sum(busy) / len(busy), 2),

@@ -60,6 +60,10 @@ class _SnapshotCollector:
         yield CounterMetricFamily("fileserver_cpu_seconds",
                                   "CPU seconds of all live server processes",
                                   value=snap["cpu"]["seconds_total"])
+        if snap["memory"]["pss_bytes_total"] is not None:
+            yield GaugeMetricFamily("fileserver_proportional_memory_bytes",
+                                    "PSS of all server processes (shared pages counted once)",
+                                    value=snap["memory"]["pss_bytes_total"])
         yield GaugeMetricFamily("fileserver_resident_memory_bytes",
                                 "RSS of all server processes",
                                 value=snap["memory"]["rss_bytes_total"] or 0)

@@ -158,6 +158,9 @@ class StatsCollector:
     """Aggregates the table for /stats, /metrics and the stats log line."""
 
     RATE_WINDOW = 10.0   # seconds of history behind requests/s
+    # PSS reads every process's smaps (about 0.5 ms each), so it is refreshed
+    # at most this often
+    PSS_MAX_AGE = 5.0
 
     def __init__(self, table: WorkerTable, mode: str, pool_size: int, address: str):
         self.table = table
@@ -169,6 +172,7 @@ class StatsCollector:
         self._history: collections.deque = collections.deque()
         self._cpu = CpuSampler()
         self._processes: dict[int, psutil.Process] = {}
+        self._pss: tuple[float, int | None] = (float("-inf"), None)
 
     def tick(self) -> None:
         """Record the request total now; call about once a second."""
@@ -234,9 +238,26 @@ class StatsCollector:
                 del self._processes[pid]
         return result, {"rss_bytes_total": sum(rss.values()),
                         "rss_bytes_supervisor": rss.get(os.getpid()),
+                        "pss_bytes_total": self._pss_total(now, rss),
                         # every live server process, all its threads included
                         "cpu_seconds_total": round(sum(
                             cpu for (_, pid), cpu in per_row.items()), 3)}
+
+    def _pss_total(self, now: float, rss: dict[int, int]) -> int | None:
+        """Proportional set size of all server processes: shared pages counted once
+        overall, which the RSS sum counts once per pre-forked worker."""
+        measured_at, total = self._pss
+        if now - measured_at < self.PSS_MAX_AGE:
+            return total
+        total = 0
+        for pid in rss:
+            try:
+                total += self._processes[pid].memory_full_info().pss
+            except (psutil.Error, AttributeError, KeyError):
+                total = None         # no smaps here (not Linux, or not permitted)
+                break
+        self._pss = (now, total)
+        return total
 
     def snapshot(self, alive_workers: int, ready: bool) -> dict:
         now = time.monotonic()
@@ -320,5 +341,6 @@ class StatsCollector:
                 f"workers {snapshot['workers_busy']} busy / {snapshot['workers_idle']} idle / "
                 f"{snapshot['workers_alive']} alive, "
                 f"in {totals['bytes_in'] / 1e6:.1f} MB, out {totals['bytes_out'] / 1e6:.1f} MB, "
-                f"worker CPU {sum(cpu):.0f}%, RSS {(snapshot['memory']['rss_bytes_total'] or 0) / 1e6:.0f} MB, "
+                f"worker CPU {sum(cpu):.0f}%, "
+                f"RSS {(snapshot['memory']['rss_bytes_total'] or 0) / 1e6:.0f} MB, "
                 f"uptime {snapshot['uptime_seconds']:.0f}s")

@@ -157,7 +157,8 @@ def test_progress_and_byte_counts(server):
     assert sum(sent) == len(data) and len(sent) > 1
     encoded = len(wire.encode_request("UPLOAD", "prog.bin", data))
     assert client.last_request_bytes == encoded
-    assert client.last_reply_bytes == len(wire.ok_reply(f"file prog.bin uploaded ({len(data)} bytes)"))
+    reply = wire.ok_reply(f"file prog.bin uploaded ({len(data)} bytes)")
+    assert client.last_reply_bytes == len(reply)
     received = []
     assert client.get("prog.bin", dest=io.BytesIO(), progress=received.append) == len(data)
     assert sum(received) == len(data) and len(received) > 1
@@ -281,7 +282,7 @@ def test_50_mb_round_trip_in_bounded_memory(server, tmp_path):
     source = tmp_path / "big.bin"
     digest = hashlib.sha256()
     with open(source, "wb") as file:
-        for index in range(50):
+        for _index in range(50):
             block = os.urandom(1024 * 1024)
             digest.update(block)
             file.write(block)

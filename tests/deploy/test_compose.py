@@ -6,6 +6,7 @@ All traffic stays on the compose network, plus the UI port bound to 127.0.0.1.
 """
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,13 @@ import subprocess
 import uuid
 
 import pytest
+import yaml
 
+from scenarios import parse
+from scenarios.backends import ComposeBackend
+from scenarios.backends.compose import compose_memory
+from scenarios.runner import Runner
+from tests.scenarios.test_run_local import TWO_SCENARIOS
 from tests.support import REPO_ROOT, free_port
 
 COMPOSE_FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/headless.yml"]
@@ -109,5 +116,32 @@ def test_headless_compose_run(images, tmp_path, mode):
         project.down()
     leftovers = subprocess.run(["docker", "ps", "-aq", "--filter",
                                 f"label=com.docker.compose.project={project.name}"],
+                               capture_output=True, text=True).stdout.strip()
+    assert leftovers == ""
+
+
+def test_compose_memory_limits_keep_the_exact_byte_count():
+    assert compose_memory(2 ** 30) == "1024m"
+    assert compose_memory(256 * 2 ** 20) == "256m"
+    assert compose_memory(10 ** 9) == "1000000000b"       # "1G" in Kubernetes units
+
+
+def test_two_scenarios_through_the_compose_backend(images, tmp_path):
+    scenarios = list(parse(yaml.safe_load(TWO_SCENARIOS)))
+    progress = io.StringIO()
+    folder, rows = Runner(ComposeBackend(compose=images), tmp_path / "results",
+                          out=progress).run(scenarios)
+    assert [row["scenario"] for row in rows] == ["thread-pool5", "process-pool5"]
+    for row in rows:
+        assert (row["status"], row["backend"], row["limits_enforced"]) == \
+            ("ok", "compose", "yes"), (row, progress.getvalue())
+        assert row["rps"] > 20 and row["failures"] == 0 and row["requests"] > 200
+        assert row["samples"] >= 3 and row["server_cpu_pct_mean"] > 0
+        assert row["server_requests"] >= row["requests"]
+        scenario_folder = folder / row["scenario"]
+        assert {"locust_stats.csv", "report.html", "server-stats.jsonl", "server.log",
+                "compose.log"} <= {p.name for p in scenario_folder.iterdir()}
+        assert f"with a {row['mode']} pool of 5" in (scenario_folder / "server.log").read_text()
+    leftovers = subprocess.run(["docker", "ps", "-aq", "--filter", "name=fslab-"],
                                capture_output=True, text=True).stdout.strip()
     assert leftovers == ""

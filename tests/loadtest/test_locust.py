@@ -4,11 +4,9 @@ Locust runs as a subprocess: importing it here would gevent-patch the test proce
 """
 
 import csv
-import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest

@@ -119,7 +119,7 @@ def rendered() -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def k8s_version() -> str:
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    pytest.importorskip("kubernetes_validate")
     from kubernetes_validate.utils import latest_version, major_minor
     version = major_minor(latest_version())
     assert tuple(map(int, version.split("."))) >= (1, 30), \

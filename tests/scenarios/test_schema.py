@@ -91,9 +91,11 @@ BROKEN = [
     ("weights: {list: 0, get: 0, upload: 0, delete: 0}",
      "scenario 'thread-pool5': key 'weights': all weights are 0"),
     ("weights: {get: -1}", "scenario 'thread-pool5': key 'weights': get: -1 is negative"),
-    ("weights: {get: high}", "scenario 'thread-pool5': key 'weights': get: 'high' is not an integer"),
+    ("weights: {get: high}",
+     "scenario 'thread-pool5': key 'weights': get: 'high' is not an integer"),
     ("weights: {post: 1}", "scenario 'thread-pool5': key 'weights': unknown weight 'post'"),
-    ("weights: [1, 4, 2, 1]", "scenario 'thread-pool5': key 'weights': [1, 4, 2, 1] is not a mapping"),
+    ("weights: [1, 4, 2, 1]",
+     "scenario 'thread-pool5': key 'weights': [1, 4, 2, 1] is not a mapping"),
     ("pol: 5", "scenario 'thread-pool5': unknown key 'pol'"),
     ("description: 5", "scenario 'thread-pool5': key 'description': 5 is not a string"),
 ]
@@ -170,7 +172,8 @@ def test_matrix_names_colliding_with_a_scenario_are_refused(tmp_path):
 
 def test_a_matrix_template_missing_a_varying_key_gives_duplicates(tmp_path):
     text = DEFAULTS + "matrix:\n  name: '{mode}'\n  mode: [thread]\n  pool: [1, 5]\n"
-    with pytest.raises(ScenarioError, match="scenario 'thread': key 'name': 'thread' is a duplicate"):
+    duplicate = "scenario 'thread': key 'name': 'thread' is a duplicate"
+    with pytest.raises(ScenarioError, match=duplicate):
         load(scenario_file(tmp_path, text=text))
 
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 import wire
-from tests.support import REPO_ROOT, ServerProcess, command, connect, read_reply, request, temp_files
+from tests.support import REPO_ROOT, ServerProcess, command, connect, read_reply, temp_files
 
 MODES = ["thread", "process"]
 
@@ -147,6 +147,8 @@ def test_stats_metrics_and_probes(server):
     worker_cpu = sum(w["cpu_seconds"] for w in stats["workers"] if w["cpu_seconds"])
     assert stats["cpu"]["seconds_total"] >= worker_cpu - 0.01
     assert stats["cpu"]["seconds_total"] > 0 and stats["cpu"]["percent"] >= 0
+    # shared pages count once in PSS, once per process in the RSS sum
+    assert 0 < stats["memory"]["pss_bytes_total"] <= stats["memory"]["rss_bytes_total"]
     metrics = server.http_text("/metrics")
     assert "fileserver_cpu_seconds_total" in metrics
     assert 'fileserver_requests_total{command="GET",status="ERROR"} 1.0' in metrics

@@ -142,7 +142,8 @@ def test_unknown_command_message_is_shortened():
     assert "LIST, GET, UPLOAD, DELETE" in info.value.message
 
 
-@pytest.mark.parametrize("verb", ["l\u0131st", "LI\u017fT", "g\u0435t a", "\uff2c\uff29\uff33\uff34"])
+@pytest.mark.parametrize("verb", ["l\u0131st", "LI\u017fT", "g\u0435t a",
+                                  "\uff2c\uff29\uff33\uff34"])
 def test_only_ascii_case_folding_makes_a_verb(verb):
     """'ı'.upper() == 'I' and 'ſ'.upper() == 'S': such look-alikes are not commands."""
     decoder = RequestDecoder()
