@@ -3,8 +3,10 @@
 #   .ci/docker-engine.sh start   # install (apt, as root) and start dockerd if `docker info` fails
 #   .ci/docker-engine.sh stop    # stop the dockerd this script started (by pid), nothing else
 set -euo pipefail
-PIDFILE=${TMPDIR:-/tmp}/fslab-dockerd.pid
-LOGFILE=${TMPDIR:-/tmp}/fslab-dockerd.log
+# kept in this checkout, so another checkout's `stop` never stops the engine this one started
+STATE_DIR="$(cd "$(dirname "$0")" && pwd)"
+PIDFILE=$STATE_DIR/.dockerd.pid
+LOGFILE=$STATE_DIR/.dockerd.log
 
 start() {
     if docker info >/dev/null 2>&1; then

@@ -108,9 +108,13 @@ class ComposeBackend(Backend):
                     return Outcome("error", f"the server was not ready within "
                                             f"{READY_TIMEOUT:g} s (see server.log)")
                 sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
+                # only the Locust services: the server outlives the run, so the
+                # sampler's last /stats holds its final totals
                 load = subprocess.Popen(
-                    [*base, "up", "--scale", f"locust-worker={scenario.locust_workers}",
-                     "--exit-code-from", "locust-master", "--abort-on-container-exit"],
+                    [*base, "up", "--no-deps", "--scale",
+                     f"locust-worker={scenario.locust_workers}", "--exit-code-from",
+                     "locust-master", "--abort-on-container-exit", "locust-master",
+                     "locust-worker"],
                     cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
                 code = wait_for_exit(load, scenario.duration + LOCUST_OVERHEAD_SECONDS,
                                      progress, lambda: sampler.latest)
