@@ -29,6 +29,8 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m server`` as a child of the test, on free loopback ports."""
 
+    host = "127.0.0.1"
+
     def __init__(self, storage: Path, mode: str = "thread", pool: int = 5,
                  log_path: Path | None = None, **settings):
         self.storage = storage

@@ -310,7 +310,7 @@ def test_50_mb_round_trip_in_bounded_memory(server, tmp_path):
 # -- servers with other settings -----------------------------------------------
 
 def test_upload_over_the_server_limit(server_factory):
-    limited = server_factory("thread", extra_args=["--max-upload-bytes", "1000"])
+    limited = server_factory("thread", max_upload_bytes=1000)
     with client_for(limited, persistent=True) as client:
         with pytest.raises(ServerError, match="larger than the limit"):
             client.upload("big", content(2 * 1024 * 1024))
@@ -320,7 +320,7 @@ def test_upload_over_the_server_limit(server_factory):
 
 
 def test_persistent_connection_closed_by_server_idle_timeout(server_factory):
-    impatient = server_factory("thread", extra_args=["--timeout", "0.3"])
+    impatient = server_factory("thread", timeout=0.3)
     with client_for(impatient, persistent=True) as client:
         client.upload("i.txt", b"idle")
         time.sleep(1.5)                        # the server closes the idle connection

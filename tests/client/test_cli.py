@@ -24,7 +24,9 @@ import pytest
 
 from client import cli
 
-from .conftest import HOST, free_port
+from tests.support import free_port
+
+from .conftest import HOST
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -10,7 +10,9 @@ import wire
 from client import (ClientConnectionError, ClientProtocolError, ClientTimeoutError, FileClient,
                     FileClientError, ServerError)
 
-from .conftest import HOST, free_port, read_request
+from tests.support import free_port
+
+from .conftest import HOST, read_request
 
 pytestmark = pytest.mark.timeout(30)
 
