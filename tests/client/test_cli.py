@@ -23,7 +23,6 @@ import time
 import pytest
 
 from client import cli
-
 from tests.support import free_port
 
 from .conftest import HOST

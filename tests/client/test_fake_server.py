@@ -9,7 +9,6 @@ import pytest
 import wire
 from client import (ClientConnectionError, ClientProtocolError, ClientTimeoutError, FileClient,
                     FileClientError, ServerError)
-
 from tests.support import free_port
 
 from .conftest import HOST, read_request
