@@ -493,15 +493,19 @@ class FileClient:
         reason = reason or type(exc).__name__
         return ClientConnectionError(f"{doing} {where}: {reason}", self.host, self.port, exc)
 
+    def _io_error(self, exc: OSError, doing: str) -> ClientConnectionError:
+        """A send/recv failure; a reset before any reply byte is a _ClosedEarly."""
+        error = self._connection_error(exc, doing)
+        if self.last_reply_bytes == 0 and _is_reset(exc):
+            error = _ClosedEarly(error.message, self.host, self.port, exc)
+        return error
+
     def _send(self, sock: socket.socket, data: bytes) -> None:
         try:
             sock.settimeout(self.timeout)
             sock.sendall(data)
         except OSError as exc:
-            error = self._connection_error(exc, "sending to")
-            if self.last_reply_bytes == 0 and _is_reset(exc):
-                error = _ClosedEarly(error.message, self.host, self.port, exc)
-            raise error from exc
+            raise self._io_error(exc, "sending to") from exc
         self.last_request_bytes += len(data)
 
     def _recv(self, sock: socket.socket) -> bytes:
@@ -509,10 +513,7 @@ class FileClient:
             sock.settimeout(self.timeout)
             data = sock.recv(_RECV_BYTES)
         except OSError as exc:
-            error = self._connection_error(exc, "receiving from")
-            if self.last_reply_bytes == 0 and _is_reset(exc):
-                error = _ClosedEarly(error.message, self.host, self.port, exc)
-            raise error from exc
+            raise self._io_error(exc, "receiving from") from exc
         self.last_reply_bytes += len(data)
         return data
 
