@@ -78,7 +78,7 @@ def report(args) -> int:
 
 
 def latest_results(root: Path) -> str | None:
-    runs = sorted(p for p in root.glob("*/summary.csv"))
+    runs = sorted(root.glob("*/summary.csv"))
     return str(runs[-1].parent) if runs else None
 
 

@@ -39,6 +39,9 @@ SUMMARY_COLUMNS = (
 )
 NUMERIC_COLUMNS = frozenset(SUMMARY_COLUMNS) - {
     "scenario", "backend", "status", "mode", "server_memory", "limits_enforced", "note"}
+INTEGER_COLUMNS = frozenset({"pool", "users", "requests", "failures", "locust_workers",
+                             "duration_s", "busy_workers_max", "server_requests",
+                             "server_errors", "samples"})
 
 
 def scenario_record(scenario: Scenario, backend: str, limits_enforced: bool,
@@ -167,10 +170,8 @@ def read_summary(path: Path) -> list[dict]:
                     row[key] = None
                 elif key in NUMERIC_COLUMNS:
                     number = float(value)
-                    row[key] = int(number) if number.is_integer() and key in (
-                        "pool", "users", "requests", "failures", "locust_workers",
-                        "duration_s", "busy_workers_max", "server_requests",
-                        "server_errors", "samples") else number
+                    row[key] = int(number) if key in INTEGER_COLUMNS and number.is_integer() \
+                        else number
                 else:
                     row[key] = value
             rows.append(row)

@@ -197,8 +197,9 @@ class StatsCollector:
                 return None
         return proc
 
-    def _resources(self, rows: list[dict], now: float) -> tuple[dict, dict]:
-        """Per-row CPU/RSS and the server's total, from psutil."""
+    def _resources(self, rows: list[dict], now: float) -> tuple[dict, dict, float]:
+        """Per-row CPU/RSS, the server's memory, and the CPU seconds of every live
+        server process (all threads included), from psutil."""
         per_row, pids = {}, {os.getpid()} | {row["pid"] for row in rows if row["pid"]}
         threads, rss = {}, {}
         for pid in pids:
@@ -236,12 +237,10 @@ class StatsCollector:
         for pid in list(self._processes):
             if pid not in pids:
                 del self._processes[pid]
-        return result, {"rss_bytes_total": sum(rss.values()),
-                        "rss_bytes_supervisor": rss.get(os.getpid()),
-                        "pss_bytes_total": self._pss_total(now, rss),
-                        # every live server process, all its threads included
-                        "cpu_seconds_total": round(sum(
-                            cpu for (_, pid), cpu in per_row.items()), 3)}
+        memory = {"rss_bytes_total": sum(rss.values()),
+                  "rss_bytes_supervisor": rss.get(os.getpid()),
+                  "pss_bytes_total": self._pss_total(now, rss)}
+        return result, memory, round(sum(per_row.values()), 3)
 
     def _pss_total(self, now: float, rss: dict[int, int]) -> int | None:
         """Proportional set size of all server processes: shared pages counted once
@@ -262,8 +261,7 @@ class StatsCollector:
     def snapshot(self, alive_workers: int, ready: bool) -> dict:
         now = time.monotonic()
         rows = self.table.rows()
-        resources, usage = self._resources(rows, now)
-        cpu_seconds = usage.pop("cpu_seconds_total")
+        resources, memory, cpu_seconds = self._resources(rows, now)
         workers = [self._worker_view(i, row, resources, now) for i, row in enumerate(rows)]
         busy = sum(1 for row in rows if row["busy"])
         by_command = {cmd: {status: sum(row[f"{cmd}_{status}"] for row in rows)
@@ -292,7 +290,7 @@ class StatsCollector:
             },
             "cpu": {"seconds_total": cpu_seconds,
                     "percent": self._cpu.percent("server", cpu_seconds, now)},
-            "memory": usage,
+            "memory": memory,
             "workers": workers,
         }
 

@@ -11,7 +11,5 @@ from scenarios.backends.compose import ComposeBackend
 from scenarios.backends.kubernetes import KubernetesBackend
 from scenarios.backends.local import LocalBackend
 
-BACKENDS = {"local": LocalBackend, "compose": ComposeBackend, "k8s": KubernetesBackend}
-
-__all__ = ["BACKENDS", "Backend", "BackendError", "ComposeBackend", "KubernetesBackend",
+__all__ = ["Backend", "BackendError", "ComposeBackend", "KubernetesBackend",
            "LocalBackend", "Outcome"]

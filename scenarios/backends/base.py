@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -74,13 +75,26 @@ def wait_for_exit(process: subprocess.Popen, timeout: float, progress: Progress,
         time.sleep(tick)
 
 
-def stop_process(process: subprocess.Popen, signal_first=None, timeout: float = 30.0) -> int:
-    """Ask ``process`` to stop (SIGTERM or ``signal_first``), then kill it."""
+def wait_until_ready(url: str, timeout: float,
+                     process: subprocess.Popen | None = None) -> str:
+    """Poll the server's /readyz until it answers 200: "" when ready, else why not.
+    With ``process``, give up as soon as it has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return f"the server exited with status {process.returncode} (see server.log)"
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return ""
+        except OSError:
+            time.sleep(0.2)
+    return f"the server was not ready within {timeout:g} s (see server.log)"
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    """SIGTERM ``process``, then SIGKILL it if it outlives ``timeout``."""
     if process.poll() is None:
-        if signal_first is None:
-            process.terminate()
-        else:
-            process.send_signal(signal_first)
+        process.terminate()
         try:
             return process.wait(timeout)
         except subprocess.TimeoutExpired:

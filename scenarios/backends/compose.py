@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, REPO_ROOT, Backend, BackendError,
-                                     Outcome, Progress, free_port, stop_process, wait_for_exit)
+                                     Outcome, Progress, free_port, stop_process, wait_for_exit,
+                                     wait_until_ready)
 from scenarios.results import STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario
@@ -104,9 +103,10 @@ class ComposeBackend(Backend):
                 if compose("up", "-d", "server", log=log).returncode != 0:
                     return Outcome("error", "`compose up -d server` failed (see compose.log)")
                 stats_url = f"http://127.0.0.1:{metrics_port}/stats"
-                if not self._wait_ready(f"http://127.0.0.1:{metrics_port}/readyz"):
-                    return Outcome("error", f"the server was not ready within "
-                                            f"{READY_TIMEOUT:g} s (see server.log)")
+                problem = wait_until_ready(f"http://127.0.0.1:{metrics_port}/readyz",
+                                           READY_TIMEOUT)
+                if problem:
+                    return Outcome("error", problem)
                 sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
                 # only the Locust services: the server outlives the run, so the
                 # sampler's last /stats holds its final totals
@@ -134,14 +134,3 @@ class ComposeBackend(Backend):
         for path in results_dir.iterdir():
             shutil.move(str(path), folder / path.name)
         results_dir.rmdir()
-
-    @staticmethod
-    def _wait_ready(url: str) -> bool:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                return True
-            except OSError:
-                time.sleep(0.5)
-        return False

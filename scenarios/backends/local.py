@@ -13,14 +13,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from scenarios import limits as cgroup_limits
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, LOCUSTFILE, REPO_ROOT, Backend,
                                      BackendError, Outcome, Progress, free_port, stop_process,
-                                     wait_for_exit)
+                                     wait_for_exit, wait_until_ready)
 from scenarios.results import LOCUST_PREFIX, STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario
@@ -72,7 +70,8 @@ class LocalBackend(Backend):
         sampler = None
         try:
             stats_url = f"http://127.0.0.1:{metrics_port}/stats"
-            problem = self._wait_ready(server, f"http://127.0.0.1:{metrics_port}/readyz")
+            problem = wait_until_ready(f"http://127.0.0.1:{metrics_port}/readyz",
+                                       READY_TIMEOUT, server)
             if problem:
                 return Outcome("error", problem, enforced)
             sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
@@ -109,16 +108,3 @@ class LocalBackend(Backend):
             if limits is not None:
                 limits.remove()
             shutil.rmtree(storage, ignore_errors=True)
-
-    @staticmethod
-    def _wait_ready(server: subprocess.Popen, url: str) -> str:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if server.poll() is not None:
-                return f"the server exited with status {server.returncode} (see server.log)"
-            try:
-                urllib.request.urlopen(url, timeout=1).close()
-                return ""
-            except OSError:
-                time.sleep(0.2)
-        return f"the server was not ready within {READY_TIMEOUT:g} s (see server.log)"

@@ -18,12 +18,11 @@ import yaml
 
 from scenarios import parse
 from scenarios.backends import ComposeBackend
-from scenarios.backends.compose import compose_memory
+from scenarios.backends.compose import COMPOSE_FILES, compose_command, compose_memory
 from scenarios.runner import Runner
 from tests.scenarios.test_run_local import TWO_SCENARIOS
 from tests.support import REPO_ROOT, free_port
 
-COMPOSE_FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/headless.yml"]
 SERVER_CPUS = "1.5"
 SERVER_MEMORY = "384m"
 
@@ -32,14 +31,6 @@ def docker_engine_available() -> bool:
     if not shutil.which("docker"):
         return False
     return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
-
-
-def compose_command() -> list[str]:
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
-        return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    pytest.fail("a Docker engine runs but neither `docker compose` nor docker-compose exists")
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,10 @@ def images():
     result = subprocess.run(["compose/build-offline.sh"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return compose_command()
+    compose = compose_command()
+    if compose is None:
+        pytest.fail("a Docker engine runs but neither `docker compose` nor docker-compose exists")
+    return compose
 
 
 class ComposeProject:

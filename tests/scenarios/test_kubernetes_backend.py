@@ -15,7 +15,7 @@ from scenarios import load
 from scenarios.backends import BackendError, KubernetesBackend
 from scenarios.backends.kubernetes import Kubectl
 from scenarios.k8s import OVERLAYS_DIR, write_overlays
-from scenarios.results import summarise
+from scenarios.results import scenario_record, summarise, write_scenario_record
 
 RECORDED = Path(__file__).parent / "recorded" / "k8s-run-ok.yaml"
 SCENARIOS = load()
@@ -100,7 +100,6 @@ def recorded_steps() -> list[dict]:
 def run_scenario(backend, tmp_path):
     folder = tmp_path / SCENARIO.name
     folder.mkdir()
-    from scenarios.results import scenario_record, write_scenario_record
     write_scenario_record(folder, scenario_record(SCENARIO, "k8s", True))
     progress = []
     outcome = backend.run(SCENARIO, folder, lambda elapsed, stats: progress.append(elapsed))
