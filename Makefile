@@ -6,7 +6,7 @@ PY      = $(VENV)/bin/python
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench run images images-offline up down scenario matrix report k8s lint clean
+.PHONY: help install test test-fast bench run images images-offline up down scenario matrix report k8s lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-15s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ install: $(VENV)/.installed ## create .venv and install the project with its tes
 
 test: install ## run the test suite
 	$(PY) -m pytest
+
+test-fast: install ## the quick tier: unit tests, no server or other process (under a minute)
+	$(PY) -m pytest -m "unit and not slow"
 
 bench: install ## run the benchmarks (prints tables, writes bench/results/*.json)
 	$(PY) -m bench

@@ -28,7 +28,7 @@ import psutil
 from wire import ProtocolError
 
 from .proto import BenchError, Client, UploadSource
-from .servers import ManagedServer, RssSampler, cpu_seconds
+from .servers import ChildServer, RssSampler, cpu_seconds
 
 __all__ = ["ClientSpec", "Plan", "run_point", "percentile", "system_busy_seconds",
            "wait_for_quiet"]
@@ -187,7 +187,7 @@ def _sleep_until(moment: float) -> None:
         time.sleep(delay)
 
 
-def run_point(server: ManagedServer, specs: list[ClientSpec], plan: Plan,
+def run_point(server: ChildServer, specs: list[ClientSpec], plan: Plan,
               sample_rss: bool = True) -> dict:
     """Run one measurement with ``len(specs)`` client processes; returns the figures."""
     context = multiprocessing.get_context("fork")

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from bench.servers import RealServer
+from server.config import MODES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
@@ -111,7 +112,7 @@ def measure(mode: str, steps: list[int], seconds: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", default="process", choices=["thread", "process"])
+    parser.add_argument("--mode", default="process", choices=MODES)
     parser.add_argument("--steps", default="100,200,400,800,1200,1600")
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" /

@@ -1,10 +1,17 @@
-"""Client side of one request per connection, streaming in constant memory.
+"""The benchmark's own client: one request per connection, as cheap as it can be.
 
-Each function opens a connection, sends one request, reads the whole reply
-with ``wire.ReplyDecoder``, closes, and returns the number of file bytes
-moved (0 for LIST).  Anything unexpected raises ``BenchError`` (or an
-``OSError`` / ``wire.ProtocolError``), which the load runner counts as an
-error.
+Why not ``client.FileClient``: the bench measures the server, so its client
+must cost as little CPU as possible on a machine it shares with the server.
+``FileClient`` reads a source and base64-encodes every piece of an upload;
+this client encodes one block once (``UploadSource``) and sends it again and
+again, and it counts GET data without keeping or writing it.  The protocol
+itself still comes from ``wire`` (request heads, ``ReplyDecoder``), so the
+two clients cannot disagree about the format.
+
+Each function opens a connection, sends one request, reads the whole reply,
+closes, and returns the number of file bytes moved (0 for LIST).  Anything
+unexpected raises ``BenchError`` (or an ``OSError`` / ``wire.ProtocolError``),
+which the load runner counts as an error.
 """
 
 from __future__ import annotations
@@ -20,8 +27,8 @@ from wire import NEED_DATA, ReplyData, ReplyEnd, ReplyStart
 
 __all__ = ["BenchError", "Client", "UploadSource"]
 
-RECV_BYTES = 256 * 1024
-UPLOAD_BLOCK = 3 * 256 * 1024        # raw bytes per base64 piece (multiple of 3)
+# raw bytes per pre-encoded piece (a multiple of 3): 1 MiB of base64 per send
+UPLOAD_BLOCK = 3 * 256 * 1024
 
 
 class BenchError(Exception):
@@ -50,7 +57,7 @@ class Client:
     def __init__(self, address: tuple[str, int], timeout: float):
         self.address = address
         self.timeout = timeout
-        self._buffer = bytearray(RECV_BYTES)
+        self._buffer = bytearray(wire.RECV_BYTES)
         self._view = memoryview(self._buffer)
 
     def _connect(self) -> socket.socket:

@@ -13,11 +13,13 @@ import sys
 import tempfile
 import time
 
+from server.config import MODES
+
 from . import bounds
 from .load import ClientSpec, Plan, run_point, wait_for_quiet
 from .proto import make_files
 from .report import evaluate_targets, render
-from .servers import REPO_ROOT, AsyncioServer, ManagedServer, RealServer, idle_rss
+from .servers import REPO_ROOT, AsyncioServer, ChildServer, RealServer, idle_rss, log_summary
 
 MB = 1_000_000
 LIST_FILES = 20                     # small files in the LIST storage folder
@@ -36,8 +38,8 @@ def parse_args(argv):
                         help="short run (about 2 minutes instead of about 6)")
     parser.add_argument("--out", help="JSON file to write "
                         "(default bench/results/bench-<time>.json)")
-    parser.add_argument("--modes", default="thread,process",
-                        help="server modes to measure (default thread,process)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"server modes to measure (default {','.join(MODES)})")
     parser.add_argument("--list-seconds", type=float,
                         help="measured seconds per LIST round (default 3, quick 1.5)")
     parser.add_argument("--list-rounds", type=int,
@@ -53,8 +55,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for mode in args.modes:
-        if mode not in ("thread", "process"):
-            parser.error(f"unknown mode {mode!r}")
+        if mode not in MODES:
+            parser.error(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     try:
         args.list_clients = [int(c) for c in args.list_clients.split(",") if c.strip()]
     except ValueError:
@@ -78,7 +80,7 @@ class Workspace:
 
     def __enter__(self):
         self.root = tempfile.mkdtemp(prefix="fs-bench-")
-        self.servers: list[ManagedServer] = []
+        self.servers: list[ChildServer] = []
         return self
 
     def folder(self, name: str) -> str:
@@ -157,20 +159,21 @@ def measure(server, specs, plan) -> dict:
     return figures
 
 
-def _start(ws: Workspace, server: ManagedServer) -> ManagedServer:
+def _start(ws: Workspace, server: ChildServer) -> ChildServer:
     ws.servers.append(server)
     server.start()
     return server
 
 
-def _finish(server: ManagedServer, info: dict) -> None:
+def _finish(server: ChildServer, info: dict) -> None:
     if isinstance(server, RealServer):
-        stats = server.stats()
-        if stats:
-            info["server_totals"] = {k: stats["totals"][k]
-                                     for k in ("requests", "errors", "connections")}
+        try:
+            totals = server.stats()["totals"]
+            info["server_totals"] = {k: totals[k] for k in ("requests", "errors", "connections")}
+        except OSError:
+            pass
     info["exit_code"] = server.stop()
-    info["log"] = server.log_summary()
+    info["log"] = log_summary(server.log_path)
 
 
 def run_list_phase(ws: Workspace, args, out: dict) -> None:

@@ -1,206 +1,39 @@
-"""Starting, watching and stopping the servers under test.
+"""The servers under test: ours through ``server.launcher``, and the asyncio baseline.
 
-Only processes started here are signalled, always by pid.  ``RssSampler``
-sums the RSS of a server's process and all its children every ~50 ms.
+Only processes started here are signalled, always by pid or by their own
+process group.  ``RssSampler`` sums the RSS of a server's process and all
+its children every ~50 ms.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import psutil
 
-__all__ = ["ManagedServer", "RealServer", "AsyncioServer", "RssSampler", "free_port",
-           "REPO_ROOT"]
+from server.launcher import REPO_ROOT, ChildServer, ServerProcess
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HOST = "127.0.0.1"
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
+__all__ = ["ChildServer", "RealServer", "AsyncioServer", "RssSampler", "REPO_ROOT",
+           "log_summary"]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
-def _clean_env() -> dict:
-    # FS_* variables of the caller's shell must not change what is measured
-    # (flags win over them, but not every setting is passed as a flag).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FS_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class ManagedServer:
-    """A server process of ours: start, wait until ready, pids, stop."""
-
-    label = "server"
-
-    def __init__(self, storage: str, log_path: str):
-        self.storage = storage
-        self.log_path = log_path
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.exit_code: int | None = None
-        self._known_children: dict[int, float] = {}    # pid -> create_time
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (HOST, self.port)
-
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _probe_ready(self) -> bool:
-        raise NotImplementedError
-
-    def start(self) -> None:
-        for _attempt in range(3):           # a picked port may be taken meanwhile
-            self._pick_ports()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(self.command(), cwd=REPO_ROOT, env=_clean_env(),
-                                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            deadline = time.monotonic() + READY_TIMEOUT
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    break
-                if self._probe_ready():
-                    self.children()
-                    return
-                time.sleep(0.05)
-            if self.proc.poll() is None:    # not ready in time: give up on it
-                self.stop()
-                raise RuntimeError(f"{self.label} not ready after {READY_TIMEOUT:g} s; "
-                                   f"see {self.log_path}")
-        raise RuntimeError(f"{self.label} exited at start (status {self.proc.returncode}); "
-                           f"see {self.log_path}")
-
-    def _pick_ports(self) -> None:
-        self.port = free_port()
-
-    def children(self) -> list[int]:
-        """Current child pids (remembered, so that they can be killed by pid later)."""
-        try:
-            kids = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            return []
-        for kid in kids:
-            try:
-                self._known_children.setdefault(kid.pid, kid.create_time())
-            except psutil.Error:
-                pass
-        return [kid.pid for kid in kids]
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] + self.children()
-
-    def stop(self) -> int | None:
-        """SIGTERM, wait; SIGKILL our own pids if it does not exit in time."""
-        if self.proc is None or self.exit_code is not None:
-            return self.exit_code
-        if self.proc.poll() is None:
-            self.children()
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        # workers that outlived their supervisor (should not happen): kill by pid,
-        # only if the pid still belongs to the process we saw
-        for pid, created in self._known_children.items():
-            try:
-                proc = psutil.Process(pid)
-                if abs(proc.create_time() - created) < 0.01:
-                    proc.kill()
-            except psutil.Error:
-                pass
-        self.exit_code = self.proc.returncode
-        return self.exit_code
-
-    def log_summary(self) -> dict:
-        counts = {"lines": 0, "INFO": 0, "WARNING": 0, "ERROR": 0, "CRITICAL": 0,
-                  "tracebacks": 0}
-        notable: list[str] = []
-        try:
-            with open(self.log_path, "r", errors="replace") as log:
-                for line in log:
-                    counts["lines"] += 1
-                    if line.startswith("Traceback"):
-                        counts["tracebacks"] += 1
-                    for level in ("WARNING", "ERROR", "CRITICAL", "INFO"):
-                        if f" - {level} - " in line:
-                            counts[level] += 1
-                            if level != "INFO" and len(notable) < 10:
-                                notable.append(line.rstrip()[:300])
-                            break
-        except OSError:
-            pass
-        counts["notable"] = notable
-        counts["bytes"] = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
-        return counts
-
-
-class RealServer(ManagedServer):
+class RealServer(ServerProcess):
     """``python -m server`` at its default log level (INFO), output to a file."""
 
     def __init__(self, mode: str, pool: int, storage: str, log_path: str):
-        super().__init__(storage, log_path)
-        self.mode = mode
-        self.pool = pool
-        self.metrics_port = 0
-        self.label = f"{mode}({pool})"
-
-    def _pick_ports(self) -> None:
-        self.port = free_port()
-        self.metrics_port = free_port()
-        while self.metrics_port == self.port:
-            self.metrics_port = free_port()
-
-    def command(self) -> list[str]:
-        return [sys.executable, "-m", "server", "--mode", self.mode, "--pool", str(self.pool),
-                "--ip", HOST, "--port", str(self.port), "--metrics-port", str(self.metrics_port),
-                "--storage", self.storage, "--stats-interval", "0"]
-
-    def _http(self, path: str) -> tuple[int, bytes]:
-        url = f"http://{HOST}:{self.metrics_port}{path}"
-        try:
-            with urllib.request.urlopen(url, timeout=2.0) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, b""
-        except (OSError, ValueError):
-            return 0, b""
-
-    def _probe_ready(self) -> bool:
-        return self._http("/readyz")[0] == 200
-
-    def stats(self) -> dict | None:
-        status, body = self._http("/stats")
-        if status != 200:
-            return None
-        try:
-            return json.loads(body)
-        except ValueError:
-            return None
+        super().__init__(storage, mode, pool, log_path=log_path, stats_interval=0)
 
 
-class AsyncioServer(ManagedServer):
+class AsyncioServer(ChildServer):
     """``python -m bench.asyncio_list``: the plain asyncio LIST baseline."""
 
     def __init__(self, storage: str, log_path: str, style: str = "protocol"):
-        super().__init__(storage, log_path)
+        super().__init__(log_path)
+        self.storage = storage
         self.style = style
         self.label = f"asyncio-{style}"
 
@@ -208,7 +41,7 @@ class AsyncioServer(ManagedServer):
         return [sys.executable, "-m", "bench.asyncio_list", "--port", str(self.port),
                 "--storage", self.storage, "--style", self.style]
 
-    def _probe_ready(self) -> bool:
+    def is_ready(self) -> bool:
         try:
             with socket.create_connection(self.address, timeout=1.0) as sock:
                 sock.sendall(b"LIST\r\n\r\n")
@@ -223,13 +56,37 @@ class AsyncioServer(ManagedServer):
             return False
 
 
+def log_summary(log_path) -> dict:
+    """Line counts per level, tracebacks and up to 10 notable lines of a server log."""
+    counts = {"lines": 0, "INFO": 0, "WARNING": 0, "ERROR": 0, "CRITICAL": 0,
+              "tracebacks": 0}
+    notable: list[str] = []
+    try:
+        with open(log_path, "r", errors="replace") as log:
+            for line in log:
+                counts["lines"] += 1
+                if line.startswith("Traceback"):
+                    counts["tracebacks"] += 1
+                for level in ("WARNING", "ERROR", "CRITICAL", "INFO"):
+                    if f" - {level} - " in line:
+                        counts[level] += 1
+                        if level != "INFO" and len(notable) < 10:
+                            notable.append(line.rstrip()[:300])
+                        break
+    except OSError:
+        pass
+    counts["notable"] = notable
+    counts["bytes"] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
+    return counts
+
+
 class RssSampler:
     """Samples the summed RSS of a server's processes every ``interval`` s in a thread.
 
     Start it only when no process is about to be forked from this one.
     """
 
-    def __init__(self, server: ManagedServer, interval: float = 0.05):
+    def __init__(self, server: ChildServer, interval: float = 0.05):
         self.server = server
         self.interval = interval
         self.samples: list[tuple[float, int]] = []
@@ -279,7 +136,7 @@ class RssSampler:
         return max((rss for _, rss in self.samples), default=0)
 
 
-def idle_rss(server: ManagedServer, seconds: float = 0.5) -> int:
+def idle_rss(server: ChildServer, seconds: float = 0.5) -> int:
     """Median summed RSS over ``seconds`` of an idle server."""
     sampler = RssSampler(server)
     values = []

@@ -9,12 +9,12 @@
 See ``client.filesclient`` for the details.
 """
 
-from .filesclient import (DEFAULT_PORT, ClientConnectionError, ClientProtocolError,
-                          ClientTimeoutError, FileClient, FileClientError, ServerError,
-                          parse_address)
+from .filesclient import (DEFAULT_METRICS_PORT, DEFAULT_PORT, ClientConnectionError,
+                          ClientProtocolError, ClientTimeoutError, FileClient, FileClientError,
+                          ServerError, parse_address)
 
 __all__ = [
-    "FileClient", "parse_address", "DEFAULT_PORT",
+    "FileClient", "parse_address", "DEFAULT_PORT", "DEFAULT_METRICS_PORT",
     "FileClientError", "ServerError", "ClientProtocolError", "ClientConnectionError",
     "ClientTimeoutError",
 ]

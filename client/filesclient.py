@@ -22,24 +22,21 @@ import os
 import re
 import secrets
 import socket
-from typing import Callable, Union
+from typing import Callable
 
 import wire
 
 __all__ = [
-    "FileClient", "parse_address", "DEFAULT_PORT",
+    "FileClient", "parse_address", "DEFAULT_PORT", "DEFAULT_METRICS_PORT",
     "FileClientError", "ServerError", "ClientProtocolError", "ClientConnectionError",
     "ClientTimeoutError",
 ]
 
-DEFAULT_PORT = 6665
+DEFAULT_PORT = wire.DEFAULT_PORT
+DEFAULT_METRICS_PORT = wire.DEFAULT_METRICS_PORT      # the server's /stats and /metrics
 
 Progress = Callable[[int], None]
-PathArg = Union[str, "os.PathLike[str]"]
 
-_FILE_CHUNK = 3 * 64 * 1024       # multiple of 3: a chunk's base64 has no padding
-_RECV_BYTES = 256 * 1024
-_SEND_BATCH = 256 * 1024          # coalesce small pieces into one sendall
 _BAD_NAME_CHARS = (" ", "\r", "\n")
 
 
@@ -296,8 +293,9 @@ class FileClient:
         _check_name(name)
         if isinstance(source, (bytes, bytearray, memoryview)):
             view = memoryview(source).cast("B")
-            chunks = lambda: (view[i:i + _FILE_CHUNK] for i in range(0, len(view), _FILE_CHUNK))  # noqa: E731
-            return self._upload(name, chunks(), progress)
+            step = wire.FILE_CHUNK_BYTES
+            return self._upload(name, (view[i:i + step] for i in range(0, len(view), step)),
+                                progress)
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as file:
                 return self._upload(name, _read_chunks(file), progress)
@@ -378,28 +376,18 @@ class FileClient:
     # -- UPLOAD -------------------------------------------------------------------
     def _upload(self, name: str, chunks, progress: Progress | None) -> str:
         def send(sock) -> None:
-            encoder = wire.Base64Encoder()
-            pending = [wire.upload_request_head(name)]
-            pending_size = len(pending[0])
-            unreported = 0              # content bytes encoded but not yet sent
+            request = wire.upload_request_stream(name)
+            reported = 0                # content bytes already reported as sent
             for chunk in chunks:
                 if not isinstance(chunk, (bytes, bytearray, memoryview)):
                     raise TypeError(f"upload source must be binary; read() returned "
                                     f"{type(chunk).__name__}")
-                encoded = encoder.encode(chunk)
-                pending.append(encoded)
-                pending_size += len(encoded)
-                unreported += len(chunk)
-                if pending_size >= _SEND_BATCH:
-                    self._send(sock, b"".join(pending))
-                    pending, pending_size = [], 0
-                    if progress is not None and unreported:
-                        progress(unreported)
-                    unreported = 0
-            pending += [encoder.finish(), wire.TERMINATOR]
-            self._send(sock, b"".join(pending))
-            if progress is not None and unreported:
-                progress(unreported)
+                batch = request.encode(chunk)
+                if batch:
+                    self._send(sock, batch)
+                    reported = _report(progress, request.content_bytes, reported)
+            self._send(sock, request.finish())
+            _report(progress, request.content_bytes, reported)
 
         def send_or_read_refusal(sock) -> None:
             try:
@@ -421,7 +409,7 @@ class FileClient:
         try:
             sock.settimeout(min(self.timeout or 1.0, 1.0))
             for _ in range(64):
-                data = sock.recv(_RECV_BYTES)
+                data = sock.recv(wire.RECV_BYTES)
                 self.last_reply_bytes += len(data)
                 decoder.receive_data(data)
                 event = decoder.next_event()
@@ -511,7 +499,7 @@ class FileClient:
     def _recv(self, sock: socket.socket) -> bytes:
         try:
             sock.settimeout(self.timeout)
-            data = sock.recv(_RECV_BYTES)
+            data = sock.recv(wire.RECV_BYTES)
         except OSError as exc:
             raise self._io_error(exc, "receiving from") from exc
         self.last_reply_bytes += len(data)
@@ -574,6 +562,13 @@ def _error_message(fields: dict) -> str:
     return message if isinstance(message, str) else str(message)
 
 
+def _report(progress: Progress | None, sent: int, reported: int) -> int:
+    """Call ``progress`` with the content bytes sent since the last report."""
+    if progress is not None and sent > reported:
+        progress(sent - reported)
+    return sent
+
+
 def _is_reset(exc: OSError) -> bool:
     return isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)) \
         or getattr(exc, "errno", None) in (errno.ECONNRESET, errno.EPIPE)
@@ -582,7 +577,7 @@ def _is_reset(exc: OSError) -> bool:
 def _read_chunks(file):
     """Chunks of a binary file object up to its end (a short read is not the end)."""
     while True:
-        chunk = file.read(_FILE_CHUNK)
+        chunk = file.read(wire.FILE_CHUNK_BYTES)
         if chunk is None:          # a non-blocking raw file with nothing ready
             raise OSError(errno.EAGAIN, "upload source is non-blocking and has no data ready")
         if not chunk:

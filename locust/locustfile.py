@@ -33,15 +33,16 @@ import uuid
 import gevent
 from locust import User, between, constant, events, task
 from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
 
-from client import FileClient, FileClientError, parse_address
+from client import DEFAULT_METRICS_PORT, FileClient, FileClientError, parse_address
+from client.workload import DEFAULT_WEIGHTS, parse_size, size_label
 
 log = logging.getLogger("locustfile")
 
-COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
+COMMANDS = tuple(command.upper() for command in DEFAULT_WEIGHTS)
 SEED_PREFIX = "seed-"
 STATS_POLL_SECONDS = 3.0
-SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
 # Upload names must not collide across Locust processes; a pid would (every
 # worker container is PID 1).
 PROCESS_TAG = uuid.uuid4().hex[:8]
@@ -57,9 +58,9 @@ def add_options(parser):
         env = "LOCUST_" + flag.lstrip("-").replace("-", "_").upper()
         parser.add_argument(flag, env_var=env, **kwargs)
 
-    for command, weight in zip(COMMANDS, (1, 4, 2, 1)):
-        option(f"--{command.lower()}-weight", type=int, default=weight,
-               help=f"relative weight of {command} requests (0 disables)")
+    for command, weight in DEFAULT_WEIGHTS.items():
+        option(f"--{command}-weight", type=int, default=weight,
+               help=f"relative weight of {command.upper()} requests (0 disables)")
     option("--file-sizes", default="1KB,100KB,1MB",
            help="sizes of the files seeded for GET, comma-separated (B, KB, MB)")
     option("--upload-size", default="100KB",
@@ -69,36 +70,12 @@ def add_options(parser):
     option("--request-timeout", type=float, default=30.0,
            help="socket timeout of each request, in seconds")
     option("--server-stats-url", default="",
-           help="the server's /stats URL (default: http://HOST:9665/stats)")
+           help=f"the server's /stats URL (default: http://HOST:{DEFAULT_METRICS_PORT}/stats)")
     option("--max-fail-ratio", type=float, default=0.0,
            help="headless exit status is 1 when the failure ratio exceeds this")
     option("--worker-exit-delay", type=float, default=0.0,
            help="seconds a worker waits before exiting when the master quits, so "
                 "the master exits first (compose --exit-code-from)")
-
-
-def parse_size(text: str) -> int:
-    value = text.strip().upper()
-    for unit in sorted(SIZE_UNITS, key=len, reverse=True):
-        if value.endswith(unit):
-            number = value[:-len(unit)].strip()
-            break
-    else:
-        unit, number = "B", value
-    try:
-        size = int(float(number) * SIZE_UNITS[unit])
-    except ValueError:
-        raise ValueError(f"bad size {text!r}; use e.g. 512B, 100KB, 1MB") from None
-    if size < 0:
-        raise ValueError(f"bad size {text!r}: negative")
-    return size
-
-
-def size_label(size: int) -> str:
-    for unit in ("GB", "MB", "KB"):
-        if size >= SIZE_UNITS[unit] and size % SIZE_UNITS[unit] == 0:
-            return f"{size // SIZE_UNITS[unit]}{unit}"
-    return f"{size}B"
 
 
 def parse_wait(text: str):
@@ -141,7 +118,7 @@ class FileServerUser(User):
     def __init__(self, environment):
         super().__init__(environment)
         try:
-            self.address = parse_address(self.host or "", default_port=6665)
+            self.address = parse_address(self.host or "")
         except ValueError as exc:
             raise ValueError(f"--host {self.host!r}: {exc}; use tcp://HOST:PORT") from None
         options = environment.parsed_options
@@ -225,7 +202,7 @@ def check_host_and_seed_files(environment, **_):
     runner = environment.runner
     options = environment.parsed_options
     try:
-        host, port = parse_address(environment.host or "", default_port=6665)
+        host, port = parse_address(environment.host or "")
         sizes = [parse_size(s) for s in options.file_sizes.split(",") if s.strip()]
         parse_size(options.upload_size)
         parse_wait(options.wait)
@@ -237,7 +214,7 @@ def check_host_and_seed_files(environment, **_):
         else:
             gevent.spawn(runner.quit)
         return
-    if type(runner).__name__ == "MasterRunner":
+    if isinstance(runner, MasterRunner):
         return
     client = FileClient(host, port, timeout=options.request_timeout)
     for size in sizes:
@@ -256,7 +233,7 @@ def remember_worker_exit_delay(environment, **_):
 
 @events.quitting.add_listener
 def exit_status_from_fail_ratio(environment, **_):
-    if type(environment.runner).__name__ == "WorkerRunner":
+    if isinstance(environment.runner, WorkerRunner):
         delay = getattr(environment, "worker_exit_delay", 0.0)
         if delay > 0:
             gevent.sleep(delay)
@@ -296,9 +273,9 @@ class ServerStatsPoller:
         explicit = getattr(options, "server_stats_url", "") if options else ""
         if explicit:
             return explicit
-        host, _ = parse_address(self.environment.host or "", default_port=6665)
+        host, _ = parse_address(self.environment.host or "")
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:9665/stats"
+        return f"http://{host}:{DEFAULT_METRICS_PORT}/stats"
 
     def poll_forever(self):
         while True:

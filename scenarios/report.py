@@ -7,7 +7,7 @@ Written into the results folder itself::
     charts/thread-vs-process.png  the two modes side by side at each pool size
     charts/failures.png           failed requests per scenario (%)
     charts/server-cpu.png         server CPU per scenario (mean and peak)
-    charts/server-memory.png      server RSS per scenario (peak)
+    charts/server-memory.png      server memory per scenario (peak PSS and peak summed RSS)
     report.html                   everything above in one file (charts embedded)
     report.md                     a short summary with the table
 

@@ -26,7 +26,6 @@ LOCUST_PREFIX = "locust"                 # Locust's --csv prefix inside a scenar
 STATS_FILE = "server-stats.jsonl"
 SCENARIO_FILE = "scenario.json"
 SUMMARY_FILE = "summary.csv"
-COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
 
 SUMMARY_COLUMNS = (
     "scenario", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
@@ -44,12 +43,11 @@ INTEGER_COLUMNS = frozenset({"pool", "users", "requests", "failures", "locust_wo
                              "server_errors", "samples"})
 
 
-def scenario_record(scenario: Scenario, backend: str, limits_enforced: bool,
-                    limits_note: str = "") -> dict:
+def scenario_record(scenario: Scenario, backend: str, limits_enforced: bool) -> dict:
     record = asdict(scenario)
     record["weights"] = dict(scenario.weights.items())
     record["file_sizes"] = list(scenario.file_sizes)
-    record.update(backend=backend, limits_enforced=limits_enforced, limits_note=limits_note)
+    record.update(backend=backend, limits_enforced=limits_enforced)
     return record
 
 

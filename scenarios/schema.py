@@ -16,7 +16,8 @@ define at least one scenario:
     Combinations are produced in key order, the last key varying fastest.
 
 ``weights`` merges key by key: a scenario that sets only ``upload`` keeps the
-other weights of the defaults (or Locust's 1, 4, 2, 1).
+other weights of the defaults (or of ``client.workload.DEFAULT_WEIGHTS``, the
+Locust users' own defaults).
 
 Every problem raises :class:`ScenarioError` with one line naming the scenario,
 the key and the bad value, e.g.
@@ -35,25 +36,25 @@ from typing import Any
 
 import yaml
 
+import wire
+from client.workload import DEFAULT_WEIGHTS, SIZE_UNITS, size_label
+from server.config import MAX_POOL, MIN_POOL, MODES
+
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "scenarios.yaml"
 
-MODES = ("thread", "process")
-POOL_MIN, POOL_MAX = 1, 1024           # the server's own --pool bounds
 USERS_MAX = 100_000
 WORKERS_MIN, WORKERS_MAX = 1, 100
 CPUS_MIN, CPUS_MAX = 0.05, 64.0
 MEMORY_MIN = 32 * 1024 ** 2            # 32Mi: less and Python itself does not start
 DURATION_MAX = 24 * 3600
-SIZE_MAX = 1024 ** 3                   # the server's default --max-upload-bytes
-WEIGHT_KEYS = ("list", "get", "upload", "delete")
-LOCUST_WEIGHTS = {"list": 1, "get": 4, "upload": 2, "delete": 1}
+SIZE_MAX = wire.DEFAULT_MAX_UPLOAD_BYTES    # the server's default --max-upload-bytes
+WEIGHT_KEYS = tuple(DEFAULT_WEIGHTS)
 
-SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
 MEMORY_UNITS = {"": 1, "k": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "T": 1000 ** 4,
                 "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "Ti": 1024 ** 4}
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 NAME_MAX = 40                          # leaves room in Kubernetes names and labels
-SIZE_RE = re.compile(r"^([0-9]+)(B|KB|MB|GB)$")
+SIZE_RE = re.compile(rf"^([0-9]+)({'|'.join(SIZE_UNITS)})$")
 MEMORY_RE = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 DURATION_RE = re.compile(r"^(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 WAIT_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
@@ -72,10 +73,11 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Weights:
-    list: int = 1
-    get: int = 4
-    upload: int = 2
-    delete: int = 1
+    """Relative weights of the commands (the keys of ``client.workload.DEFAULT_WEIGHTS``)."""
+    list: int
+    get: int
+    upload: int
+    delete: int
 
     def items(self) -> tuple[tuple[str, int], ...]:
         return tuple((key, getattr(self, key)) for key in WEIGHT_KEYS)
@@ -203,7 +205,7 @@ def check_mode(value: Any) -> str:
 
 
 def check_pool(value: Any) -> int:
-    return _int(value, POOL_MIN, POOL_MAX)
+    return _int(value, MIN_POOL, MAX_POOL)
 
 
 def check_users(value: Any) -> int:
@@ -260,7 +262,7 @@ def check_size(value: Any) -> str:
         if size == 0:
             raise _Bad(f"{value!r} is zero")
         if size > SIZE_MAX:
-            raise _Bad(f"{value!r} is larger than 1GB")
+            raise _Bad(f"{value!r} is larger than {size_label(SIZE_MAX)}")
         return value
     raise _Bad(f"{_show(value)} is not a size like '512B', '100KB', '1MB' or '1GB'")
 
@@ -351,7 +353,7 @@ def _build(where: str, entry: dict, defaults: dict) -> Scenario:
             continue
         try:
             if key == "weights":
-                base = dict(LOCUST_WEIGHTS)
+                base = dict(DEFAULT_WEIGHTS)
                 if key in defaults and key in entry:
                     base = check_weights(defaults[key], base).__dict__
                 values[key] = check_weights(merged[key], base)
@@ -359,7 +361,7 @@ def _build(where: str, entry: dict, defaults: dict) -> Scenario:
                 values[key] = CHECKS[key](merged[key])
         except _Bad as bad:
             raise ScenarioError(f"{where}: key {key!r}: {bad}") from None
-    values.setdefault("weights", Weights(**LOCUST_WEIGHTS))
+    values.setdefault("weights", Weights(**DEFAULT_WEIGHTS))
     return Scenario(**values)
 
 

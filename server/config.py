@@ -14,10 +14,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["ServerConfig", "ConfigError", "SETTINGS", "load_config", "MODES_AVAILABLE"]
+import wire
 
-MODES_AVAILABLE = ("thread", "process")
-MAX_POOL = 1024
+__all__ = ["ServerConfig", "ConfigError", "SETTINGS", "load_config", "MODES", "MIN_POOL",
+           "MAX_POOL"]
+
+# The concurrency models by FS_MODE name (server.pools.MODES maps each to its
+# class) and the pool sizes the server accepts; scenarios and bench import them.
+MODES = ("thread", "process")
+MIN_POOL, MAX_POOL = 1, 1024
 
 
 class ConfigError(Exception):
@@ -29,11 +34,11 @@ class ServerConfig:
     mode: str = "thread"
     pool: int = 5
     host: str = "0.0.0.0"
-    port: int = 6665
+    port: int = wire.DEFAULT_PORT
     storage_dir: str = "./files"
-    metrics_port: int = 9665
-    max_upload_bytes: int = 1024 ** 3
-    max_line_bytes: int = 4 * 1024
+    metrics_port: int = wire.DEFAULT_METRICS_PORT
+    max_upload_bytes: int = wire.DEFAULT_MAX_UPLOAD_BYTES
+    max_line_bytes: int = wire.DEFAULT_MAX_LINE_BYTES
     timeout: float = 60.0
     grace_seconds: float = 10.0
     log_level: str = "INFO"
@@ -97,9 +102,9 @@ def _log_level(text: str) -> str:
 
 
 SETTINGS = (
-    Setting("mode", ("--mode",), "FS_MODE", _choice(*MODES_AVAILABLE),
+    Setting("mode", ("--mode",), "FS_MODE", _choice(*MODES),
             "concurrency model: thread (ThreadPoolExecutor) or process (pre-forked workers)"),
-    Setting("pool", ("--pool",), "FS_POOL", _int_in(1, MAX_POOL),
+    Setting("pool", ("--pool",), "FS_POOL", _int_in(MIN_POOL, MAX_POOL),
             "number of worker threads or processes"),
     Setting("host", ("--ip", "--host"), "FS_HOST", _nonempty, "address to listen on"),
     Setting("port", ("--port",), "FS_PORT", _int_in(0, 65535),

@@ -10,7 +10,7 @@ stats slot.
 GET replies are streamed (file read in chunks whose size is a multiple of
 3, so each chunk's base64 is independent), UPLOAD content is decoded as it
 arrives into a temporary file: memory per connection is bounded by
-``RECV_BYTES`` and ``FILE_CHUNK`` whatever the file size.
+``wire.RECV_BYTES`` and ``wire.SEND_BATCH_BYTES`` whatever the file size.
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ class _Closed(Exception):
 
 
 class ConnectionHandler:
-    RECV_BYTES = 256 * 1024
-    FILE_CHUNK = 3 * 64 * 1024          # multiple of 3: no base64 padding mid-stream
-    SEND_BATCH = 256 * 1024             # coalesce small pieces into one send
     POLL_SECONDS = 1.0                  # how often an idle connection checks for shutdown
     LINGER_SECONDS = 2.0                # after a fatal error, drain so the reply is not reset
     LINGER_BYTES = 16 * 1024 * 1024
@@ -124,7 +121,7 @@ class _Connection:
             if not self.decoder.in_request and self.handler.should_stop():
                 return False
             try:
-                data = self.sock.recv(self.handler.RECV_BYTES)
+                data = self.sock.recv(wire.RECV_BYTES)
             except BlockingIOError:     # SO_RCVTIMEO expired: a poll tick
                 silent = time.monotonic() - self.last_activity
                 if silent < self.handler.timeout:
@@ -175,22 +172,14 @@ class _Connection:
             self.stream_file(command.name, source)
 
     def stream_file(self, name: str, source) -> None:
-        encoder = wire.Base64Encoder()
-        pending = [wire.get_reply_prefix(name)]
-        pending_size = len(pending[0])
-        while True:
-            chunk = source.read(self.handler.FILE_CHUNK)
-            if not chunk:
-                break
-            encoded = encoder.encode(chunk)
-            pending.append(encoded)
-            pending_size += len(encoded)
-            if pending_size >= self.handler.SEND_BATCH:
-                self.send(b"".join(pending) if len(pending) > 1 else pending[0])
-                pending, pending_size = [], 0
-        pending += [encoder.finish(), wire.GET_REPLY_SUFFIX]
+        reply = wire.get_reply_stream(name)
+        while chunk := source.read(wire.FILE_CHUNK_BYTES):
+            batch = reply.encode(chunk)
+            if batch:
+                self.send(batch)
+        last = reply.finish()
         self.finish_request("GET", ok=True)
-        self.send(b"".join(pending))
+        self.send(last)
 
     def start_upload(self, name: str) -> None:
         try:
@@ -205,10 +194,10 @@ class _Connection:
         try:
             self.upload.write(data)
         except OSError as exc:
-            self.upload.abort()
-            self.upload = None
+            upload, self.upload = self.upload, None
+            upload.abort()
             self.decoder.skip_upload()
-            self.reply("UPLOAD", error_reply(_storage_message(exc, "upload")), ok=False)
+            self.reply("UPLOAD", error_reply(_storage_message(exc, upload.name)), ok=False)
 
     def finish_upload(self) -> None:
         upload, self.upload = self.upload, None
@@ -270,7 +259,7 @@ class _Connection:
             drained = 0
             while drained < self.handler.LINGER_BYTES and time.monotonic() < deadline:
                 self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
-                data = self.sock.recv(self.handler.RECV_BYTES)
+                data = self.sock.recv(wire.RECV_BYTES)
                 if not data:
                     break
                 drained += len(data)

@@ -10,13 +10,15 @@ import sys
 import urllib.error
 import urllib.request
 
+import wire
+
 
 def main(argv: list[str]) -> int:
     endpoint = argv[0] if argv else "healthz"
     if endpoint not in ("healthz", "readyz", "stats"):
         print("usage: python -m server.healthcheck [healthz|readyz|stats]", file=sys.stderr)
         return 2
-    port = os.environ.get("FS_METRICS_PORT", "9665")
+    port = os.environ.get("FS_METRICS_PORT", str(wire.DEFAULT_METRICS_PORT))
     url = f"http://127.0.0.1:{port}/{endpoint}"
     try:
         with urllib.request.urlopen(url, timeout=3) as response:

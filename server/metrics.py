@@ -4,6 +4,12 @@ It is served from the supervisor's own loop (``handle_ready()`` when the
 socket is readable), not from a thread: in process mode the supervisor
 forks replacement workers, and forking a process that runs other threads
 can hand a child a lock held forever.
+
+The price: while it reads a request or writes a reply, the supervisor's
+loop does nothing else (no worker is replaced, no signal is acted on, no
+stats are taken).  Each socket read or write gives up after the
+handler's ``timeout`` (2 s), but a client that keeps sending slowly (a
+byte now and then) holds the loop for as long as it keeps doing so.
 """
 
 from __future__ import annotations
@@ -136,7 +142,9 @@ def _readiness_response(state: dict):
 
 def _make_handler(routes: dict):
     class Handler(BaseHTTPRequestHandler):
-        timeout = 2.0          # a slow scraper cannot hold the supervisor's loop
+        # each socket read or write waits at most 2 s; a client that sends
+        # slowly can still hold the supervisor's loop (see the module docstring)
+        timeout = 2.0
         server_version = "fileserver-metrics"
 
         def do_GET(self):

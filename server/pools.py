@@ -3,19 +3,31 @@
 ``Pool`` receives the bound listening socket, a ``serve(sock, address,
 slot)`` callable (the connection handler), the shared ``WorkerTable`` and
 the shared ``StopSignal``.  The supervisor calls ``start()``, then
-``maintain()`` about twice a second, then ``stop(grace)``.
+``maintain()`` about twice a second, then ``stop(grace)``.  ``maintain()``
+and ``stop()`` return the pids of worker processes that ended since the
+last call, so that the supervisor can clean up after them (their unfinished
+uploads); a pool of threads returns none.
 
 * ``ThreadPool`` (``FS_MODE=thread``): one acceptor thread feeding a
   ``ThreadPoolExecutor(max_workers=pool)``.  The acceptor takes a connection
-  only when a worker is free (a semaphore), so waiting clients queue in the
+  only when a worker is free: it first takes a token from a
+  ``queue.SimpleQueue`` holding one token per free worker, and a worker puts
+  its token back when its connection ends.  So waiting clients queue in the
   kernel's listen backlog exactly as they do in process mode, and "busy
   workers" means the same thing in both modes.
-* ``PreforkPool`` (``FS_MODE=process``): ``pool`` processes forked from
-  the supervisor (``multiprocessing`` with the "fork" context, which keeps
-  the inherited listener), each blocking in ``accept()`` on the shared
-  socket and serving one connection at a time.  The supervisor replaces a
-  worker that dies and logs why; a worker that fails while booting stops
-  the server instead of being restarted forever.
+* ``FS_MODE=process`` is split the way gunicorn keeps its arbiter apart
+  from its workers.  ``PreforkPool`` is the parent's side only: it forks
+  ``pool`` processes (``multiprocessing`` with the "fork" context, which
+  keeps the inherited listener), reaps them, replaces a worker that dies and
+  logs why, and stops them.  ``PreforkWorker`` is the child's side:
+  ``init_process()`` sets up signals and claims the worker's row of the
+  table, ``run()`` blocks in ``accept()`` on the shared socket and serves
+  one connection at a time.  A worker that fails in ``init_process()``
+  exits with ``BOOT_ERROR_EXIT``, and the pool then stops the server
+  (``WorkerBootError``) instead of restarting it forever; so do workers
+  that die more than ``MAX_RESTARTS_PER_MINUTE`` times in a minute.  When
+  the supervisor is PID 1 (in a container) the pool also reaps orphans
+  that the kernel hands it.
 
 Stopping is the same for both: the stop signal is set (handlers end each
 connection at its next request boundary), ``shutdown()`` on the listener
@@ -40,7 +52,8 @@ from typing import Callable
 
 from .stats import WorkerTable
 
-__all__ = ["Pool", "ThreadPool", "PreforkPool", "MODES", "StopSignal", "WorkerBootError"]
+__all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
+           "WorkerBootError"]
 
 log = logging.getLogger("server.pool")
 
@@ -79,33 +92,31 @@ class StopSignal:
 class Pool:
     """Interface of a concurrency model; subclasses are picked by name in MODES."""
 
-    mode = ""
     log_format = "%(asctime)s - %(levelname)s - %(message)s"
 
     def __init__(self, size: int, listener: socket.socket, serve: ServeFn,
-                 table: WorkerTable, stop_signal: StopSignal,
-                 on_worker_exit: Callable[[int], None] = lambda pid: None,
-                 close_in_worker: Callable[[], None] = lambda: None):
+                 table: WorkerTable, stop_signal: StopSignal):
         self.size = size
         self.listener = listener
         self.serve = serve
         self.table = table
         self.stop_signal = stop_signal
-        self.on_worker_exit = on_worker_exit
-        self.close_in_worker = close_in_worker
 
     def start(self) -> None:
         raise NotImplementedError
 
-    def maintain(self) -> None:
-        """Supervise workers; called from the supervisor's loop."""
+    def maintain(self) -> list[int]:
+        """Supervise workers; called from the supervisor's loop.  Returns the
+        pids of worker processes that ended since the last call."""
+        return []
 
     def alive_workers(self) -> int:
         raise NotImplementedError
 
-    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> None:
+    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> list[int]:
         """Stop accepting, give in-flight requests ``grace`` seconds (less if
-        ``cut_short()`` turns true), then end what is left."""
+        ``cut_short()`` turns true), then end what is left.  Returns the pids
+        of worker processes that ended and ``maintain()`` did not return."""
         raise NotImplementedError
 
     def _wake_acceptors(self) -> None:
@@ -120,7 +131,6 @@ class Pool:
 class ThreadPool(Pool):
     """Threads of one process; log lines name the thread (Worker-N)."""
 
-    mode = "thread"
     log_format = "%(asctime)s - %(threadName)s - %(levelname)s - %(message)s"
 
     def start(self) -> None:
@@ -174,12 +184,17 @@ class ThreadPool(Pool):
         # the executor starts threads on demand; all `size` are available
         return self.size if self._acceptor.is_alive() else 0
 
-    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> None:
+    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> list[int]:
         self._wake_acceptors()
         self._acceptor.join()
         deadline = time.monotonic() + grace
         while self._open and time.monotonic() < deadline and not cut_short():
             time.sleep(0.05)
+        self._cut_open_connections()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        return []
+
+    def _cut_open_connections(self) -> None:
         with self._open_lock:
             if self._open:
                 log.warning("grace period over: closing %d connections still open",
@@ -189,16 +204,66 @@ class ThreadPool(Pool):
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class PreforkWorker:
+    """The child's side of ``PreforkPool``: everything here runs in the worker.
+
+    The supervisor's own descriptors (metrics socket, signal wakeup pair) are
+    closed by the supervisor's fork hook before ``main()`` starts.
+    """
+
+    BOOT_ERROR_EXIT = 3          # the exit status of a worker that cannot start
+
+    def __init__(self, index: int, listener: socket.socket, serve: ServeFn,
+                 table: WorkerTable, stop_signal: StopSignal):
+        self.index = index
+        self.name = f"Worker-{index + 1}"
+        self.listener = listener
+        self.serve = serve
+        self.table = table
+        self.stop_signal = stop_signal
+
+    def main(self) -> None:
+        """The target of the worker's ``multiprocessing.Process``."""
+        self.init_process()
+        self.run()
+
+    def init_process(self) -> None:
+        """Signals, then the worker's row of the table; on failure the process
+        exits with ``BOOT_ERROR_EXIT`` (the pool then stops the server)."""
+        try:
+            self._init_signals()
+            self.slot = self.table.slot(self.index)
+            self.slot.claim(os.getpid(), threading.get_native_id())
+        except Exception:
+            log.exception("worker failed to start")
+            os._exit(self.BOOT_ERROR_EXIT)
+
+    def _init_signals(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor decides
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_signal.set_local())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.set_wakeup_fd(-1)
+
+    def run(self) -> None:
+        """Accept and serve, one connection at a time, until stopped."""
+        while not self.stop_signal.is_set():
+            try:
+                sock, address = self.listener.accept()
+            except OSError as exc:
+                if not _accept_error_is_transient(exc, self.stop_signal):
+                    return
+                continue
+            self.serve(sock, address, self.slot)
 
 
 class PreforkPool(Pool):
-    """Pre-forked worker processes (Worker-N) sharing one listening socket."""
+    """The supervisor's side of pre-forked worker processes (Worker-N, one
+    ``PreforkWorker`` each) sharing one listening socket."""
 
-    mode = "process"
     log_format = "%(asctime)s - %(processName)s - %(levelname)s - %(message)s"
 
-    BOOT_ERROR_EXIT = 3          # a worker exits with this when it cannot start
     MAX_RESTARTS_PER_MINUTE = 100
 
     def start(self) -> None:
@@ -207,39 +272,28 @@ class PreforkPool(Pool):
         self._context = multiprocessing.get_context("fork")
         self._workers: dict[int, multiprocessing.Process] = {}
         self._restarts: list[float] = []
+        self._ended: list[int] = []      # pids not yet returned by maintain()/stop()
         self._stopping = False
         for index in range(self.size):
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
-        process = self._context.Process(target=self._worker_main, args=(index,),
-                                        name=f"Worker-{index + 1}")
+        worker = PreforkWorker(index, self.listener, self.serve, self.table,
+                               self.stop_signal)
+        process = self._context.Process(target=worker.main, name=worker.name)
         process.start()
         self._workers[index] = process
 
-    def _worker_main(self, index: int) -> None:
-        """Runs in the child."""
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)     # the supervisor decides
-            signal.signal(signal.SIGTERM, lambda *_: self.stop_signal.set_local())
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            signal.set_wakeup_fd(-1)
-            self.close_in_worker()
-            slot = self.table.slot(index)
-            slot.claim(os.getpid(), threading.get_native_id())
-        except Exception:
-            log.exception("worker failed to start")
-            os._exit(self.BOOT_ERROR_EXIT)
-        while not self.stop_signal.is_set():
-            try:
-                sock, address = self.listener.accept()
-            except OSError as exc:
-                if not _accept_error_is_transient(exc, self.stop_signal):
-                    break
-                continue
-            self.serve(sock, address, slot)
+    def maintain(self) -> list[int]:
+        self._reap_and_replace()
+        return self._take_ended()
 
-    def maintain(self) -> None:
+    def _take_ended(self) -> list[int]:
+        ended, self._ended = self._ended, []
+        return ended
+
+    def _reap_and_replace(self) -> None:
+        """Reap the workers that ended and, unless stopping, start new ones."""
         for index, process in list(self._workers.items()):
             if process.exitcode is None:
                 continue
@@ -254,13 +308,18 @@ class PreforkPool(Pool):
         process.close()
         del self._workers[index]
         self.table.reset_row(index)
-        self.on_worker_exit(pid)
-        if self._stopping and code == 0:
+        self._ended.append(pid)
+        self._report_exit(name, pid, code)
+
+    def _report_exit(self, name: str, pid: int, code: int) -> None:
+        if self._stopping:
+            if code != 0:
+                log.warning("%s (pid %d) %s; not replaced, stopping",
+                            name, pid, _describe_exit(code))
             return
-        if code == self.BOOT_ERROR_EXIT:
+        if code == PreforkWorker.BOOT_ERROR_EXIT:
             raise WorkerBootError(f"{name} (pid {pid}) failed to boot")
-        log.warning("%s (pid %d) %s; %s", name, pid, _describe_exit(code),
-                    "not replaced, stopping" if self._stopping else "replacing it")
+        log.warning("%s (pid %d) %s; replacing it", name, pid, _describe_exit(code))
 
     def _respawn(self, index: int) -> None:
         now = time.monotonic()
@@ -273,22 +332,32 @@ class PreforkPool(Pool):
     def alive_workers(self) -> int:
         return sum(1 for p in self._workers.values() if p.exitcode is None)
 
-    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> None:
+    def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> list[int]:
         self._stopping = True
         self._wake_acceptors()
-        for process in self._workers.values():
-            _signal(process, signal.SIGTERM)
+        self._signal_all(signal.SIGTERM)
         deadline = time.monotonic() + grace
+        self._reap_and_replace()
         while self._workers and time.monotonic() < deadline and not cut_short():
-            self.maintain()
             time.sleep(0.05)
+            self._reap_and_replace()
         if self._workers:
-            log.warning("grace period over: killing %d workers", len(self._workers))
-            for process in self._workers.values():
-                _signal(process, signal.SIGKILL)
-            for process in self._workers.values():
-                process.join()
-            self.maintain()
+            self._kill_the_rest()
+        return self._take_ended()
+
+    def _kill_the_rest(self) -> None:
+        log.warning("grace period over: killing %d workers", len(self._workers))
+        self._signal_all(signal.SIGKILL)
+        for process in self._workers.values():
+            process.join()
+        self._reap_and_replace()
+
+    def _signal_all(self, signum: int) -> None:
+        for process in self._workers.values():
+            try:
+                os.kill(process.pid, signum)
+            except (ProcessLookupError, TypeError):
+                pass
 
 
 def _accept_error_is_transient(exc: OSError, stop_signal: StopSignal) -> bool:
@@ -304,14 +373,9 @@ def _accept_error_is_transient(exc: OSError, stop_signal: StopSignal) -> bool:
     return False
 
 
-def _signal(process, signum: int) -> None:
-    try:
-        os.kill(process.pid, signum)
-    except (ProcessLookupError, TypeError):
-        pass
-
-
 def _describe_exit(code: int) -> str:
+    if code == PreforkWorker.BOOT_ERROR_EXIT:
+        return "failed to boot"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"

@@ -262,7 +262,7 @@ class StatsCollector:
         now = time.monotonic()
         rows = self.table.rows()
         resources, memory, cpu_seconds = self._resources(rows, now)
-        workers = [self._worker_view(i, row, resources, now) for i, row in enumerate(rows)]
+        workers = [self._worker_view(i, row, resources) for i, row in enumerate(rows)]
         busy = sum(1 for row in rows if row["busy"])
         by_command = {cmd: {status: sum(row[f"{cmd}_{status}"] for row in rows)
                             for status in STATUSES} for cmd in COMMANDS}
@@ -294,7 +294,7 @@ class StatsCollector:
             "workers": workers,
         }
 
-    def _worker_view(self, index: int, row: dict, resources: dict, now: float) -> dict:
+    def _worker_view(self, index: int, row: dict, resources: dict) -> dict:
         usage = resources.get((row["pid"], row["tid"]), {})
         view = {
             "worker": f"Worker-{index + 1}",

@@ -96,7 +96,7 @@ class Storage:
         except FileNotFoundError:
             raise StorageError(f"file {name!r} not found") from None
         except OSError as exc:
-            raise StorageError(f"file {name!r} cannot be read: {_reason(exc, path)}") from None
+            raise StorageError(f"file {name!r} cannot be read: {_reason(exc)}") from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise StorageError(f"file {name!r} is not a regular file")
@@ -137,7 +137,7 @@ class Storage:
         return removed
 
 
-def _reason(exc: OSError, path: str) -> str:
+def _reason(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:   # O_NOFOLLOW met a symlink
         return "it is a symbolic link"
     return exc.strerror or str(exc)

@@ -6,11 +6,19 @@ signal, the metrics endpoint, the periodic stats line and signal handling.
 Signal handlers only record the signal; the loop acts on it.  The first
 SIGTERM or SIGINT stops gracefully (``grace_seconds`` for in-flight
 requests), a second one stops at once.
+
+It knows no concurrency model: the pool reports the pids of worker
+processes that ended (``maintain()``, ``stop()``), and the supervisor
+removes their unfinished uploads.  A process forked from the supervisor
+closes the supervisor's own sockets (metrics, signal wakeup) through an
+``os.register_at_fork`` hook, which cannot be undone: run one
+``Supervisor`` per process (``python -m server`` does).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import signal
 import socket
@@ -45,34 +53,39 @@ class Supervisor:
 
     def run(self) -> int:
         config = self.config
-        storage = Storage(config.storage_dir)
-        stale = storage.remove_temp_files()
-        if stale:
-            log.info("removed %d unfinished uploads left by an earlier run", stale)
-        self.listener = create_listener(config.host, config.port, config.backlog)
-        address = "%s:%d" % self.listener.getsockname()[:2]
-        table = WorkerTable(config.pool)
-        self.stop_signal = StopSignal()
-        handler = ConnectionHandler(storage, config, self.stop_signal.is_set)
-        self.collector = StatsCollector(table, config.mode, config.pool, address)
-        self.metrics = None
-        if config.metrics_port:
-            self.metrics = MetricsServer(config.host, config.metrics_port,
-                                         self.snapshot, self.readiness)
-        self._wakeup_r, self._wakeup_w = socket.socketpair()
-        self.pool = self.pool_class(
-            config.pool, self.listener, handler.handle, table, self.stop_signal,
-            on_worker_exit=storage.remove_temp_files, close_in_worker=self._close_in_worker)
+        self._open()
+        self.pool = self.pool_class(config.pool, self.listener, self.handler.handle,
+                                    self.table, self.stop_signal)
         self._install_signal_handlers()
+        os.register_at_fork(after_in_child=self._close_in_worker)
         self.pool.start()
         log.info("serving %s on %s with a %s pool of %d (storage %s, metrics %s)",
-                 "files", address, config.mode, config.pool, storage.root,
+                 "files", self.collector.address, config.mode, config.pool, self.storage.root,
                  f"port {self.metrics.port}" if self.metrics else "off")
         try:
             status = self._loop()
         finally:
             self._shutdown()
         return status
+
+    def _open(self) -> None:
+        """Storage, sockets and the state shared with the workers."""
+        config = self.config
+        self.storage = Storage(config.storage_dir)
+        stale = self.storage.remove_temp_files()
+        if stale:
+            log.info("removed %d unfinished uploads left by an earlier run", stale)
+        self.listener = create_listener(config.host, config.port, config.backlog)
+        address = "%s:%d" % self.listener.getsockname()[:2]
+        self.table = WorkerTable(config.pool)
+        self.stop_signal = StopSignal()
+        self.handler = ConnectionHandler(self.storage, config, self.stop_signal.is_set)
+        self.collector = StatsCollector(self.table, config.mode, config.pool, address)
+        self.metrics = None
+        if config.metrics_port:
+            self.metrics = MetricsServer(config.host, config.metrics_port,
+                                         self.snapshot, self.readiness)
+        self._wakeup_r, self._wakeup_w = socket.socketpair()
 
     # -- the loop -----------------------------------------------------------------
     def _loop(self) -> int:
@@ -83,18 +96,10 @@ class Supervisor:
         next_tick = time.monotonic()
         next_stats = next_tick + self.config.stats_interval
         while True:
-            for key, _ in selector.select(TICK_SECONDS):
-                if key.data == "metrics":
-                    self.metrics.handle_ready()
-                else:
-                    self._drain_wakeup()
+            self._handle_events(selector)
             if self._signals:
                 return self._stop_on_signal()
-            try:
-                self.pool.maintain()
-            except WorkerBootError as exc:
-                log.error("%s", exc)
-                self._stop(grace=0)
+            if not self._maintain_pool():
                 return 1
             now = time.monotonic()
             if now >= next_tick:
@@ -103,6 +108,29 @@ class Supervisor:
             if self.config.stats_interval and now >= next_stats:
                 log.info("%s", self.collector.log_line(self.snapshot()))
                 next_stats = now + self.config.stats_interval
+
+    def _handle_events(self, selector) -> None:
+        for key, _ in selector.select(TICK_SECONDS):
+            if key.data == "metrics":
+                self.metrics.handle_ready()
+            else:
+                self._drain_wakeup()
+
+    def _maintain_pool(self) -> bool:
+        """False when the pool cannot go on (the server then stops, exit 1)."""
+        try:
+            ended = self.pool.maintain()
+        except WorkerBootError as exc:
+            log.error("%s", exc)
+            self._stop(grace=0)
+            return False
+        self._remove_uploads_of(ended)
+        return True
+
+    def _remove_uploads_of(self, pids: list[int]) -> None:
+        """Unfinished uploads of worker processes that ended."""
+        for pid in pids:
+            self.storage.remove_temp_files(pid)
 
     def _stop_on_signal(self) -> int:
         name = signal.Signals(self._signals[0]).name
@@ -115,7 +143,7 @@ class Supervisor:
     def _stop(self, grace: float) -> None:
         self.stop_signal.set()
         self._signals.clear()      # a further signal during the grace period cuts it short
-        self.pool.stop(grace, cut_short=lambda: bool(self._signals))
+        self._remove_uploads_of(self.pool.stop(grace, cut_short=lambda: bool(self._signals)))
 
     # -- /stats and /readyz ---------------------------------------------------------
     def snapshot(self) -> dict:
@@ -149,7 +177,10 @@ class Supervisor:
             pass
 
     def _close_in_worker(self) -> None:
-        """In a forked worker: drop what belongs to the supervisor."""
+        """In a forked worker (an at-fork hook): drop what belongs to the supervisor.
+        The wakeup fd is unset first, so that no signal writes to its number once
+        it is closed and perhaps reused."""
+        signal.set_wakeup_fd(-1)
         if self.metrics:
             self.metrics.close()
         self._wakeup_r.close()

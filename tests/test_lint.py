@@ -1,9 +1,14 @@
-"""`make lint`'s checks, so CI enforces them: ruff and the scenario file."""
+"""`make lint`'s ruff check, so CI enforces it (tests/scenarios checks the
+scenario file and that the k8s overlays are up to date)."""
 
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.integration
 
 
 def test_ruff_finds_nothing():

@@ -2,8 +2,12 @@
 
 import re
 
+import pytest
+
 from server.config import SETTINGS, ServerConfig
 from tests.support import REPO_ROOT
+
+pytestmark = pytest.mark.unit
 
 
 def test_every_setting_is_documented_with_its_flag():

@@ -1,4 +1,13 @@
-"""The course file protocol's wire format, shared by server and client (stdlib only)."""
+"""The course file protocol's wire format, shared by server and client (stdlib only).
+
+``protocol``: requests, replies, their decoders and encoders; ``streaming``:
+base64 in aligned pieces and streamed messages batched into sends;
+``receivebuffer``: the input buffer both decoders share.
+"""
 
 from .protocol import *  # noqa: F401,F403
-from .protocol import __all__  # noqa: F401
+from .protocol import __all__ as _protocol_all
+from .streaming import *  # noqa: F401,F403
+from .streaming import __all__ as _streaming_all
+
+__all__ = [*_protocol_all, *_streaming_all]

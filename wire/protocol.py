@@ -23,18 +23,26 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from .receivebuffer import TERMINATOR, TERMINATOR_TAIL, ReceiveBuffer
+from .streaming import Base64Decoder, StreamEncoder
+
 __all__ = [
-    "TERMINATOR", "NEED_DATA", "COMMANDS", "DEFAULT_MAX_LINE_BYTES",
-    "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_REPLY_BYTES",
+    "TERMINATOR", "NEED_DATA", "COMMANDS", "DEFAULT_PORT", "DEFAULT_METRICS_PORT",
+    "DEFAULT_MAX_LINE_BYTES", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_REPLY_BYTES",
     "ProtocolError", "Command", "UploadStart", "UploadData", "UploadEnd",
-    "RequestDecoder", "Base64Encoder", "Base64Decoder",
-    "encode_request", "upload_request_head", "encode_reply", "ok_reply", "error_reply",
-    "get_reply_prefix", "GET_REPLY_SUFFIX",
+    "RequestDecoder", "encode_request", "upload_request_head", "upload_request_stream",
+    "encode_reply", "ok_reply", "error_reply",
+    "get_reply_prefix", "GET_REPLY_SUFFIX", "get_reply_stream",
     "ReplyStart", "ReplyData", "ReplyEnd", "ReplyClosed", "ReplyDecoder",
 ]
 
-TERMINATOR = b"\r\n\r\n"
 COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE")
+
+# Where a server listens unless told otherwise: the protocol port, and the
+# HTTP port of /stats, /metrics, /healthz and /readyz.  The server's settings,
+# the client and the Locust users all take them from here.
+DEFAULT_PORT = 6665
+DEFAULT_METRICS_PORT = 9665
 
 # A non-upload request is a verb and one file name (<= 255 bytes): 4 KiB is
 # generous for that and small enough that junk without a terminator is cut
@@ -45,7 +53,6 @@ DEFAULT_MAX_UPLOAD_BYTES = 1024 ** 3
 # biggest); cap what a client buffers for them.
 DEFAULT_MAX_REPLY_BYTES = 64 * 1024 * 1024
 
-_TERM_TAIL = len(TERMINATOR) - 1   # bytes that may hold a split terminator
 _UPLOAD_HEAD = b"UPLOAD "
 
 
@@ -95,69 +102,6 @@ class UploadEnd:
 
 
 # --------------------------------------------------------------------------
-# base64 in aligned pieces
-
-class Base64Encoder:
-    """Encodes a byte stream in pieces; output is identical to one b64encode."""
-
-    def __init__(self) -> None:
-        self._pending = b""
-
-    def encode(self, data: bytes) -> bytes:
-        if self._pending:
-            data = self._pending + data
-        usable = len(data) - len(data) % 3
-        self._pending = bytes(data[usable:])
-        return binascii.b2a_base64(data[:usable], newline=False) if usable else b""
-
-    def finish(self) -> bytes:
-        tail, self._pending = self._pending, b""
-        return binascii.b2a_base64(tail, newline=False) if tail else b""
-
-
-class Base64Decoder:
-    """Strictly decodes base64 text fed in arbitrary pieces.
-
-    Only whole 4-character quanta are decoded; padding may appear only in
-    the last quantum.  Raises ``ValueError`` on any invalid character.
-    """
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-        self._finished = False   # a padded quantum was seen
-
-    def decode(self, text) -> bytes:
-        if not text:
-            return b""
-        if self._finished:
-            raise ValueError("data after base64 padding")
-        self._pending += text
-        usable = len(self._pending) - len(self._pending) % 4
-        if not usable:
-            return b""
-        # Only the last two characters may be padding.  Python 3.11's strict
-        # mode lets "YWJj====" through, but not "YWJj" and "====" apart.
-        pad = self._pending.find(b"=", 0, usable)
-        if 0 <= pad < usable - 2:
-            raise ValueError("misplaced base64 padding")
-        with memoryview(self._pending) as view:
-            try:
-                out = binascii.a2b_base64(view[:usable], strict_mode=True)
-            except binascii.Error as exc:
-                raise ValueError(str(exc)) from None
-            if view[usable - 1] == ord("="):
-                self._finished = True
-        del self._pending[:usable]
-        return out
-
-    def finish(self) -> None:
-        if self._pending:
-            raise ValueError(
-                f"base64 length is not a multiple of 4 "
-                f"({len(self._pending)} characters left over)")
-
-
-# --------------------------------------------------------------------------
 # requests
 
 def _parse_line(line: bytes) -> Command:
@@ -185,7 +129,22 @@ def _parse_line(line: bytes) -> Command:
         f"unknown command {shown!r}; expected one of {', '.join(COMMANDS)}")
 
 
-class RequestDecoder:
+class _Decoder:
+    """What both decoders share: a ``ReceiveBuffer`` fed by ``receive_data()``."""
+
+    def __init__(self) -> None:
+        self._input = ReceiveBuffer()
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; ``b""`` at the end of the stream."""
+        self._input.receive(data)
+
+    @property
+    def trailing_data(self) -> bytes:
+        return self._input.trailing_data
+
+
+class RequestDecoder(_Decoder):
     """Turns the bytes of a connection into request events.
 
     Call ``receive_data(bytes)`` whenever bytes arrive (``b""`` at end of
@@ -203,21 +162,12 @@ class RequestDecoder:
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
+        super().__init__()
         self.max_line_bytes = max_line_bytes
         self.max_upload_bytes = max_upload_bytes
-        self._buffer = bytearray()
-        self._searched = 0          # buffer[:_searched] holds no terminator
-        self._eof = False
         self.state = self.IDLE
         self._b64: Base64Decoder | None = None
         self._upload_size = 0
-
-    # -- input --------------------------------------------------------------
-    def receive_data(self, data: bytes) -> None:
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
 
     def skip_upload(self) -> None:
         """Discard the rest of the current UPLOAD (the caller refused it)."""
@@ -229,11 +179,7 @@ class RequestDecoder:
     @property
     def in_request(self) -> bool:
         """True while part of a request has arrived but not all of it."""
-        return self.state != self.IDLE or bool(self._buffer)
-
-    @property
-    def trailing_data(self) -> bytes:
-        return bytes(self._buffer)
+        return self.state != self.IDLE or bool(self._input.data)
 
     # -- output -------------------------------------------------------------
     def next_event(self):
@@ -248,29 +194,18 @@ class RequestDecoder:
             return self._skip_body()
         return NEED_DATA
 
-    def _find_terminator(self) -> int:
-        index = self._buffer.find(TERMINATOR, self._searched)
-        if index < 0:
-            self._searched = max(0, len(self._buffer) - _TERM_TAIL)
-        return index
-
-    def _consume(self, count: int) -> bytes:
-        taken = bytes(self._buffer[:count])
-        del self._buffer[:count]
-        self._searched = 0
-        return taken
-
     def _next_request(self):
         upload = self._upload_header()
         if upload is not None:
             return upload
-        end = self._find_terminator()
+        received = self._input
+        end = received.find_terminator()
         if end < 0:
             # The last bytes may be the start of the terminator: the line is
             # known to be too long only once it is, without them.
-            if len(self._buffer) - _TERM_TAIL > self.max_line_bytes:
+            if len(received) - TERMINATOR_TAIL > self.max_line_bytes:
                 self._line_too_long()
-            if self._eof and self._buffer:
+            if received.eof and received.data:
                 self.state = self.CLOSED
                 raise ProtocolError("connection closed in the middle of a request",
                                     fatal=True)
@@ -278,8 +213,8 @@ class RequestDecoder:
         if end > self.max_line_bytes:
             # the same verdict as when the line arrives in pieces
             self._line_too_long()
-        line = self._consume(end)
-        del self._buffer[:len(TERMINATOR)]
+        line = received.take(end)
+        received.drop(len(TERMINATOR))
         return _parse_line(line)
 
     def _line_too_long(self):
@@ -289,7 +224,7 @@ class RequestDecoder:
 
     def _upload_header(self):
         """Start an UPLOAD as soon as ``UPLOAD <name> `` has arrived."""
-        buffer = self._buffer
+        buffer = self._input.data
         if len(buffer) < len(_UPLOAD_HEAD) or buffer[:len(_UPLOAD_HEAD)].upper() != _UPLOAD_HEAD:
             return None
         name_end = buffer.find(b" ", len(_UPLOAD_HEAD), self.max_line_bytes)
@@ -297,8 +232,8 @@ class RequestDecoder:
             return None     # a bare "UPLOAD x" line, or the name is still arriving
         if 0 <= buffer.find(TERMINATOR, 0, name_end) < name_end:
             return None     # "UPLOAD x\r\n\r\n...": parsed as a line (usage error)
-        raw_name = self._consume(name_end)[len(_UPLOAD_HEAD):]
-        del buffer[:1]
+        raw_name = self._input.take(name_end)[len(_UPLOAD_HEAD):]
+        self._input.drop(1)
         self._b64 = Base64Decoder()
         self._upload_size = 0
         try:
@@ -320,27 +255,28 @@ class RequestDecoder:
         searching for the four-byte terminator, and this is the hot loop of
         every upload.
         """
-        buffer = self._buffer
-        cr = buffer.find(b"\r", self._searched)
+        received = self._input
+        buffer = received.data
+        cr = buffer.find(b"\r", received.searched)
         if cr < 0:
-            self._searched = len(buffer)
+            received.searched = len(buffer)
             return -1, len(buffer)
         if buffer.startswith(TERMINATOR, cr):
             return cr, cr
         if TERMINATOR.startswith(buffer[cr:]):
-            self._searched = cr            # a terminator still arriving
+            received.searched = cr            # a terminator still arriving
             return -1, cr
         self._fail_upload(-1)
         raise ProtocolError("upload content is not valid base64: a stray carriage return")
 
     def _next_upload_piece(self):
         end, body_end = self._body_bounds()
-        if end < 0 and self._eof:
+        if end < 0 and self._input.eof:
             self.state = self.CLOSED
             raise ProtocolError("connection closed in the middle of an upload", fatal=True)
         if body_end <= 0 and end < 0:
             return NEED_DATA
-        text = self._consume(body_end)
+        text = self._input.take(body_end)
         try:
             data = self._b64.decode(text)
             if end >= 0:
@@ -355,27 +291,27 @@ class RequestDecoder:
                 f"upload larger than the limit of {self.max_upload_bytes} bytes",
                 fatal=True)
         if end >= 0:
-            del self._buffer[:len(TERMINATOR)]
+            self._input.drop(len(TERMINATOR))
             self.state = self.UPLOAD_ENDING
         return UploadData(data) if data else self.next_event()
 
     def _fail_upload(self, terminator_index: int) -> None:
         if terminator_index >= 0:
-            del self._buffer[:len(TERMINATOR)]
+            self._input.drop(len(TERMINATOR))
             self.state = self.IDLE
         else:
             self.state = self.SKIP_BODY
 
     def _skip_body(self):
-        end = self._find_terminator()
+        received = self._input
+        end = received.find_terminator()
         if end < 0:
             # drop what cannot hold the terminator; memory stays bounded
-            del self._buffer[:self._searched]
-            self._searched = 0
-            if self._eof:
+            received.drop(received.searched)
+            if received.eof:
                 self.state = self.CLOSED
             return NEED_DATA
-        self._consume(end + len(TERMINATOR))
+        received.drop(end + len(TERMINATOR))
         self.state = self.IDLE
         return self.next_event()
 
@@ -391,7 +327,12 @@ def encode_request(verb: str, name: str | None = None, content: bytes | None = N
 
 
 def upload_request_head(name: str) -> bytes:
-    return b"UPLOAD " + name.encode("utf-8") + b" "
+    return _UPLOAD_HEAD + name.encode("utf-8") + b" "
+
+
+def upload_request_stream(name: str) -> StreamEncoder:
+    """A client's UPLOAD of ``name``, with the file fed in pieces."""
+    return StreamEncoder(upload_request_head(name), TERMINATOR)
 
 
 # --------------------------------------------------------------------------
@@ -413,11 +354,20 @@ def error_reply(message: str) -> bytes:
 _GET_HEAD = b'{"status": "OK", "data_namafile": '
 _GET_FILE_MARK = b', "data_file": "'
 GET_REPLY_SUFFIX = b'"}' + TERMINATOR
+# A GET reply's head (status and the JSON-quoted name of at most 255 bytes)
+# is far shorter; a reply whose data_file does not start within this many
+# bytes is not streamed but buffered whole.
+_MAX_GET_HEAD_BYTES = 64 * 1024
 
 
 def get_reply_prefix(name: str) -> bytes:
     """Bytes before the base64 of a GET reply; the same text ``json.dumps`` gives."""
     return _GET_HEAD + json.dumps(name).encode("ascii") + _GET_FILE_MARK
+
+
+def get_reply_stream(name: str) -> StreamEncoder:
+    """The server's GET reply for ``name``, with the file fed in pieces."""
+    return StreamEncoder(get_reply_prefix(name), GET_REPLY_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -442,7 +392,7 @@ class ReplyClosed:
     """The peer closed the connection between replies (not inside one)."""
 
 
-class ReplyDecoder:
+class ReplyDecoder(_Decoder):
     """Client side: turns reply bytes into ReplyStart, ReplyData*, ReplyEnd.
 
     A GET reply in the usual key order (as json.dumps of the course's dict
@@ -453,88 +403,75 @@ class ReplyDecoder:
     of stream inside a reply raises ``ProtocolError``.
     """
 
+    BETWEEN_REPLIES = "BETWEEN_REPLIES"
+    FILE_DATA = "FILE_DATA"          # the base64 of a streamed GET is arriving
+    ENDING = "ENDING"                # the reply is complete, ReplyEnd not yet handed out
+
     def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES):
+        super().__init__()
         self.max_reply_bytes = max_reply_bytes
-        self._buffer = bytearray()
-        self._searched = 0
-        self._eof = False
-        self._state = "START"
+        self.state = self.BETWEEN_REPLIES
         self._b64: Base64Decoder | None = None
 
-    def receive_data(self, data: bytes) -> None:
-        if data:
-            self._buffer += data
-        else:
-            self._eof = True
-
-    @property
-    def trailing_data(self) -> bytes:
-        return bytes(self._buffer)
-
     def next_event(self):
-        if self._state == "START":
+        if self.state == self.BETWEEN_REPLIES:
             return self._start()
-        if self._state == "DATA":
+        if self.state == self.FILE_DATA:
             return self._data()
-        if self._state == "END":
-            self._state = "START"
-            return ReplyEnd()
-        return NEED_DATA
+        self.state = self.BETWEEN_REPLIES
+        return ReplyEnd()
 
     def _truncated(self):
-        if self._eof:
+        if self._input.eof:
             raise ProtocolError("connection closed before the reply was complete", fatal=True)
         return NEED_DATA
 
     def _start(self):
-        if not self._buffer:
-            return ReplyClosed() if self._eof else NEED_DATA
-        if self._buffer.startswith(_GET_HEAD):
-            mark = self._buffer.find(_GET_FILE_MARK, len(_GET_HEAD), 64 * 1024)
+        received = self._input
+        buffer = received.data
+        if not buffer:
+            return ReplyClosed() if received.eof else NEED_DATA
+        if buffer.startswith(_GET_HEAD):
+            mark = buffer.find(_GET_FILE_MARK, len(_GET_HEAD), _MAX_GET_HEAD_BYTES)
             # a mark after a terminator belongs to a later reply, not this one
-            if mark >= 0 and self._buffer.find(TERMINATOR, 0, mark) < 0:
+            if mark >= 0 and buffer.find(TERMINATOR, 0, mark) < 0:
                 return self._start_streamed(mark)
-            if len(self._buffer) < 64 * 1024 and self._buffer.find(TERMINATOR) < 0:
+            if len(buffer) < _MAX_GET_HEAD_BYTES and buffer.find(TERMINATOR) < 0:
                 return self._truncated()
-        end = self._buffer.find(TERMINATOR, self._searched)
+        end = received.find_terminator()
         if end < 0:
-            self._searched = max(0, len(self._buffer) - _TERM_TAIL)
             # as for request lines: the last bytes may start the terminator
-            if len(self._buffer) - _TERM_TAIL > self.max_reply_bytes:
+            if len(buffer) - TERMINATOR_TAIL > self.max_reply_bytes:
                 raise ProtocolError(
                     f"reply larger than {self.max_reply_bytes} bytes", fatal=True)
             return self._truncated()
         if end > self.max_reply_bytes:      # the same verdict as when it comes in pieces
             raise ProtocolError(f"reply larger than {self.max_reply_bytes} bytes", fatal=True)
-        raw = bytes(self._buffer[:end])
-        del self._buffer[:end + len(TERMINATOR)]
-        self._searched = 0
+        raw = received.take(end)
+        received.drop(len(TERMINATOR))
         try:
             fields = json.loads(raw)
         except (ValueError, RecursionError) as exc:   # RecursionError: deep nesting
             raise ProtocolError(f"reply is not valid JSON: {exc}", fatal=True) from None
         if not isinstance(fields, dict) or fields.get("status") not in ("OK", "ERROR"):
             raise ProtocolError("reply is not an object with status OK or ERROR", fatal=True)
-        self._state = "END"
+        self.state = self.ENDING
         return ReplyStart(fields, streamed=False)
 
     def _start_streamed(self, mark: int):
         try:
-            name = json.loads(bytes(self._buffer[len(_GET_HEAD):mark]))
+            name = json.loads(bytes(self._input.data[len(_GET_HEAD):mark]))
         except (ValueError, RecursionError):
             raise ProtocolError("GET reply has a malformed data_namafile", fatal=True) from None
-        del self._buffer[:mark + len(_GET_FILE_MARK)]
-        self._searched = 0
+        self._input.drop(mark + len(_GET_FILE_MARK))
         self._b64 = Base64Decoder()
-        self._state = "DATA"
+        self.state = self.FILE_DATA
         return ReplyStart({"status": "OK", "data_namafile": name}, streamed=True)
 
     def _data(self):
-        quote = self._buffer.find(b'"', self._searched)
-        text_end = quote if quote >= 0 else len(self._buffer)
-        self._searched = 0
-        text = bytes(self._buffer[:text_end])
-        del self._buffer[:text_end]
+        received = self._input
+        quote = received.data.find(b'"')
+        text = received.take(quote if quote >= 0 else len(received))
         try:
             data = self._b64.decode(text)
             if quote >= 0:
@@ -542,15 +479,15 @@ class ReplyDecoder:
         except ValueError as exc:
             raise ProtocolError(f"data_file is not valid base64: {exc}", fatal=True) from None
         if quote >= 0:
-            if len(self._buffer) < len(GET_REPLY_SUFFIX):
+            if len(received) < len(GET_REPLY_SUFFIX):
                 if data:
                     return ReplyData(data)
                 return self._truncated()
-            if not self._buffer.startswith(GET_REPLY_SUFFIX):
+            if not received.data.startswith(GET_REPLY_SUFFIX):
                 raise ProtocolError("GET reply does not end with '\"}' and the terminator",
                                     fatal=True)
-            del self._buffer[:len(GET_REPLY_SUFFIX)]
-            self._state = "END"
+            received.drop(len(GET_REPLY_SUFFIX))
+            self.state = self.ENDING
         if data:
             return ReplyData(data)
-        return self.next_event() if self._state == "END" else self._truncated()
+        return self.next_event() if self.state == self.ENDING else self._truncated()

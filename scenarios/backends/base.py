@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from scenarios.schema import Scenario
+from server.launcher import http_status, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
@@ -54,12 +53,6 @@ class Backend:
         raise NotImplementedError
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for_exit(process: subprocess.Popen, timeout: float, progress: Progress,
                   latest: Callable[[], "dict | None"], tick: float = 1.0) -> int | None:
     """Wait for ``process`` while reporting progress; None when it outlives ``timeout``."""
@@ -79,15 +72,10 @@ def wait_until_ready(url: str, timeout: float,
                      process: subprocess.Popen | None = None) -> str:
     """Poll the server's /readyz until it answers 200: "" when ready, else why not.
     With ``process``, give up as soon as it has exited."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            return f"the server exited with status {process.returncode} (see server.log)"
-        try:
-            urllib.request.urlopen(url, timeout=2).close()
-            return ""
-        except OSError:
-            time.sleep(0.2)
+    if wait_until(lambda: http_status(url, timeout=2) == 200, timeout, process, interval=0.2):
+        return ""
+    if process is not None and process.poll() is not None:
+        return f"the server exited with status {process.returncode} (see server.log)"
     return f"the server was not ready within {timeout:g} s (see server.log)"
 
 

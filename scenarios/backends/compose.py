@@ -16,11 +16,12 @@ import subprocess
 from pathlib import Path
 
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, REPO_ROOT, Backend, BackendError,
-                                     Outcome, Progress, free_port, stop_process, wait_for_exit,
+                                     Outcome, Progress, stop_process, wait_for_exit,
                                      wait_until_ready)
 from scenarios.results import STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario
+from server.launcher import free_port
 
 COMPOSE_FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/headless.yml"]
 IMAGES = ("fileserver-lab/server", "fileserver-lab/locust")

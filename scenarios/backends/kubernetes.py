@@ -26,12 +26,14 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import wire
 from scenarios import k8s
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, Backend, BackendError, Outcome,
-                                     Progress, free_port)
+                                     Progress)
 from scenarios.results import LOCUST_PREFIX, STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario, ScenarioFile
+from server.launcher import free_port
 
 ROLLOUT_TIMEOUT = "300s"
 POLL_SECONDS = 5.0
@@ -136,8 +138,9 @@ class KubernetesBackend(Backend):
     def _start_sampler(self, namespace: str, folder: Path):
         port = free_port()
         log = open(folder / "port-forward.log", "wb")
+        target = f"{port}:{wire.DEFAULT_METRICS_PORT}"
         forward = self.kubectl.background("-n", namespace, "port-forward",
-                                          "service/fileserver", f"{port}:9665", log=log)
+                                          "service/fileserver", target, log=log)
         log.close()                   # the child holds its own copy of the descriptor
         sampler = StatsSampler(f"http://127.0.0.1:{port}/stats", folder / STATS_FILE).start()
         return forward, sampler

@@ -13,15 +13,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from scenarios import limits as cgroup_limits
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, LOCUSTFILE, REPO_ROOT, Backend,
-                                     BackendError, Outcome, Progress, free_port, stop_process,
-                                     wait_for_exit, wait_until_ready)
+                                     BackendError, Outcome, Progress, stop_process,
+                                     wait_for_exit)
 from scenarios.results import LOCUST_PREFIX, STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario
+from server.launcher import ServerProcess, free_port
 
 READY_TIMEOUT = 30.0
 
@@ -40,47 +42,40 @@ class LocalBackend(Backend):
             raise BackendError(f"{self.python} cannot import locust and server "
                                "(run `make install` first)")
 
-    def _server_command(self, scenario: Scenario, storage: str, port: int,
-                        metrics_port: int) -> list[str]:
-        return [self.python, "-m", "server", "--mode", scenario.mode,
-                "--pool", str(scenario.pool), "--ip", "127.0.0.1", "--port", str(port),
-                "--metrics-port", str(metrics_port), "--storage", storage,
-                "--log-level", "INFO", "--stats-interval", "10"]
-
     def _locust(self, *args: str) -> list[str]:
         return [self.python, "-m", "locust", "-f", str(LOCUSTFILE), *args]
 
     def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
-        port, metrics_port, master_port = free_port(), free_port(), free_port()
         storage = tempfile.mkdtemp(prefix="fileserver-lab-")
         limits, limits_note = None, "limits not applied (--no-limits)"
         if self.apply_limits:
-            limits, why = cgroup_limits.limits_for(f"fileserver-lab-{os.getpid()}-{port}",
-                                                   scenario.server_cpus, scenario.memory_bytes)
+            limits, why = cgroup_limits.limits_for(
+                f"fileserver-lab-{os.getpid()}-{uuid.uuid4().hex[:8]}",
+                scenario.server_cpus, scenario.memory_bytes)
             limits_note = f"limits not applied: {why}" if limits is None else ""
         enforced = limits is not None
-        command = self._server_command(scenario, storage, port, metrics_port)
-        if limits is not None:
-            command = limits.wrap(command)
-        logs = [open(folder / name, "wb") for name in ("server.log", "locust.log")]
-        server_log, locust_log = logs
-        server = subprocess.Popen(command, cwd=REPO_ROOT, stdout=server_log,
-                                  stderr=subprocess.STDOUT)
+        server = ServerProcess(storage, scenario.mode, scenario.pool,
+                               log_path=folder / "server.log", python=self.python,
+                               wrapper=limits.wrap([]) if limits else (),
+                               ready_timeout=READY_TIMEOUT, log_level="INFO",
+                               stats_interval=10)
+        locust_log = open(folder / "locust.log", "wb")
         locust_processes: list[subprocess.Popen] = []
         sampler = None
         try:
-            stats_url = f"http://127.0.0.1:{metrics_port}/stats"
-            problem = wait_until_ready(f"http://127.0.0.1:{metrics_port}/readyz",
-                                       READY_TIMEOUT, server)
-            if problem:
-                return Outcome("error", problem, enforced)
+            try:
+                server.start()
+            except RuntimeError as exc:
+                return Outcome("error", str(exc).splitlines()[0], enforced)
+            stats_url = server.url("/stats")
             sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
             env = dict(os.environ, **dict(scenario.locust_env()),
                        LOCUST_EXPECT_WORKERS_MAX_WAIT="60")
+            master_port = free_port()
             master = subprocess.Popen(
                 self._locust("--master", "--master-bind-host", "127.0.0.1",
                              "--master-bind-port", str(master_port), "--headless",
-                             "--host", f"tcp://127.0.0.1:{port}",
+                             "--host", f"tcp://127.0.0.1:{server.port}",
                              "--server-stats-url", stats_url,
                              "--csv", str(folder / LOCUST_PREFIX), "--csv-full-history",
                              "--html", str(folder / "report.html"), "--only-summary"),
@@ -99,12 +94,12 @@ class LocalBackend(Backend):
                 sampler.stop()
             for process in reversed(locust_processes):
                 stop_process(process, timeout=15)
-            server_code = stop_process(server, timeout=30)
-            if server_code != 0:
-                server_log.write(f"\n[runner] server exited with status {server_code}\n"
-                                 .encode())
-            for log in logs:
-                log.close()
+            locust_log.close()
+            server_code = server.stop()
+            if server_code not in (0, None):
+                with open(folder / "server.log", "ab") as server_log:
+                    server_log.write(f"\n[runner] server exited with status {server_code}\n"
+                                     .encode())
             if limits is not None:
                 limits.remove()
             shutil.rmtree(storage, ignore_errors=True)

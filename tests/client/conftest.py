@@ -1,61 +1,15 @@
-"""Fixtures: the real server (tests.support.ServerProcess), and tiny scripted fake servers."""
+"""Tiny scripted fake servers.  The real servers (``shared_server``, ``server_factory``)
+are fixtures of tests/conftest.py."""
 
 from __future__ import annotations
 
 import socket
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
-from tests.support import ServerProcess
-
 HOST = "127.0.0.1"
-
-
-def start_server(storage: Path, mode: str, pool: int = 5, **settings) -> ServerProcess:
-    storage.mkdir(parents=True, exist_ok=True)
-    return ServerProcess(storage, mode=mode, pool=pool, **settings)
-
-
-def stop_server(server: ServerProcess) -> None:
-    """SIGTERM by pid, bounded wait; the exit status must be 0."""
-    code = server.stop()
-    assert code == 0, f"server exit status {code}:\n{server.log()}"
-
-
-@pytest.fixture(scope="module", params=["thread", "process"])
-def running_server(request, tmp_path_factory):
-    server = start_server(tmp_path_factory.mktemp(f"server-{request.param}") / "files",
-                          request.param)
-    yield server
-    stop_server(server)
-
-
-@pytest.fixture
-def server(running_server):
-    """The module's server with an empty storage folder."""
-    assert running_server.proc.poll() is None, running_server.log()
-    for entry in running_server.storage.iterdir():
-        if entry.is_file():
-            entry.unlink()
-    return running_server
-
-
-@pytest.fixture
-def server_factory(tmp_path):
-    """Start extra servers (with FS_* settings, e.g. timeout=0.3) stopped at teardown."""
-    started = []
-
-    def factory(mode="thread", pool=5, **settings):
-        server = start_server(tmp_path / f"files-{len(started)}", mode, pool, **settings)
-        started.append(server)
-        return server
-
-    yield factory
-    for server in started:
-        stop_server(server)
 
 
 # --------------------------------------------------------------------------

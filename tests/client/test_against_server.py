@@ -14,7 +14,7 @@ import pytest
 import wire
 from client import ClientConnectionError, FileClient, FileClientError, ServerError
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 SIZES = [0, 1, 2, 3, 4, 5, 1000, 3 * 64 * 1024 - 1, 3 * 64 * 1024 + 1, 700_001]
 
@@ -41,8 +41,8 @@ def server_connections(server) -> int:
 
 # -- each command ---------------------------------------------------------------
 
-def test_list(server):
-    client = client_for(server)
+def test_list(shared_server):
+    client = client_for(shared_server)
     assert client.list() == []
     for name in ("b.txt", "a.txt", "c"):
         client.upload(name, b"x")
@@ -50,27 +50,27 @@ def test_list(server):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_upload_then_get_bytes(server, size):
+def test_upload_then_get_bytes(shared_server, size):
     data = content(size, size)
-    client = client_for(server)
+    client = client_for(shared_server)
     message = client.upload("f.bin", data)
     assert message == f"file f.bin uploaded ({size} bytes)"
-    assert (server.storage / "f.bin").read_bytes() == data
+    assert (shared_server.storage / "f.bin").read_bytes() == data
     assert client.get("f.bin") == data
 
 
-def test_delete(server):
-    client = client_for(server)
+def test_delete(shared_server):
+    client = client_for(shared_server)
     client.upload("gone.txt", b"bye")
     assert client.delete("gone.txt") == "file gone.txt deleted"
     assert client.list() == []
-    assert not (server.storage / "gone.txt").exists()
+    assert not (shared_server.storage / "gone.txt").exists()
     with pytest.raises(ServerError, match="not found"):
         client.delete("gone.txt")
 
 
-def test_upload_replaces_a_file(server):
-    client = client_for(server)
+def test_upload_replaces_a_file(shared_server):
+    client = client_for(shared_server)
     client.upload("r.txt", b"first version")
     client.upload("r.txt", b"second")
     assert client.get("r.txt") == b"second"
@@ -78,9 +78,9 @@ def test_upload_replaces_a_file(server):
 
 # -- GET destinations ----------------------------------------------------------
 
-def test_get_to_path(server, tmp_path):
+def test_get_to_path(shared_server, tmp_path):
     data = content(500_000, 1)
-    client = client_for(server)
+    client = client_for(shared_server)
     client.upload("p.bin", data)
     dest = tmp_path / "p.bin"
     assert client.get("p.bin", dest=str(dest)) == len(data)
@@ -91,8 +91,8 @@ def test_get_to_path(server, tmp_path):
     assert temp_leftovers(tmp_path) == []
 
 
-def test_failed_get_to_path_leaves_no_file(server, tmp_path):
-    client = client_for(server)
+def test_failed_get_to_path_leaves_no_file(shared_server, tmp_path):
+    client = client_for(shared_server)
     new = tmp_path / "new.bin"
     with pytest.raises(ServerError, match="not found"):
         client.get("missing.bin", dest=new)
@@ -105,9 +105,9 @@ def test_failed_get_to_path_leaves_no_file(server, tmp_path):
     assert temp_leftovers(tmp_path) == []
 
 
-def test_get_to_file_objects(server, tmp_path):
+def test_get_to_file_objects(shared_server, tmp_path):
     data = content(300_000, 2)
-    client = client_for(server)
+    client = client_for(shared_server)
     client.upload("o.bin", data)
     buffer = io.BytesIO(b"head:")
     buffer.seek(0, io.SEEK_END)
@@ -122,11 +122,11 @@ def test_get_to_file_objects(server, tmp_path):
 
 # -- UPLOAD sources --------------------------------------------------------------
 
-def test_upload_from_path_and_file_objects(server, tmp_path):
+def test_upload_from_path_and_file_objects(shared_server, tmp_path):
     data = content(400_001, 3)
     source = tmp_path / "source.bin"
     source.write_bytes(data)
-    client = client_for(server)
+    client = client_for(shared_server)
     client.upload("from-str", str(source))
     client.upload("from-pathlike", source)
     with open(source, "rb") as file:
@@ -149,9 +149,9 @@ def test_upload_from_path_and_file_objects(server, tmp_path):
         client.upload("x", tmp_path / "no-such-file")
 
 
-def test_progress_and_byte_counts(server):
+def test_progress_and_byte_counts(shared_server):
     data = content(1_000_003, 4)
-    client = client_for(server)
+    client = client_for(shared_server)
     sent = []
     client.upload("prog.bin", data, progress=sent.append)
     assert sum(sent) == len(data) and len(sent) > 1
@@ -169,8 +169,8 @@ def test_progress_and_byte_counts(server):
 
 # -- errors from the server ----------------------------------------------------
 
-def test_missing_file(server):
-    client = client_for(server)
+def test_missing_file(shared_server):
+    client = client_for(shared_server)
     with pytest.raises(ServerError) as info:
         client.get("nope.txt")
     assert info.value.message == "file 'nope.txt' not found"
@@ -179,20 +179,20 @@ def test_missing_file(server):
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", "a\\b", ".hidden", "..", "tab\there",
                                   "x" * 256])
-def test_bad_names_are_refused_by_the_server(server, name):
-    client = client_for(server)
+def test_bad_names_are_refused_by_the_server(shared_server, name):
+    client = client_for(shared_server)
     for call in (lambda: client.get(name), lambda: client.upload(name, b"data"),
                  lambda: client.delete(name)):
         with pytest.raises(ServerError) as info:
             call()
         assert info.value.message
     assert client.list() == []
-    assert sorted(os.listdir(server.storage)) == []
+    assert sorted(os.listdir(shared_server.storage)) == []
 
 
 @pytest.mark.parametrize("name", ["", "with space", "line\r\nbreak", "new\nline"])
-def test_names_the_protocol_cannot_carry_are_refused_locally(server, name):
-    client = client_for(server)
+def test_names_the_protocol_cannot_carry_are_refused_locally(shared_server, name):
+    client = client_for(shared_server)
     for call in (lambda: client.get(name), lambda: client.upload(name, b"data"),
                  lambda: client.delete(name)):
         with pytest.raises(ValueError):
@@ -202,9 +202,9 @@ def test_names_the_protocol_cannot_carry_are_refused_locally(server, name):
 
 # -- persistent connections ----------------------------------------------------
 
-def test_persistent_connection_20_mixed_requests(server):
-    before = server_connections(server)
-    with client_for(server, persistent=True) as client:
+def test_persistent_connection_20_mixed_requests(shared_server):
+    before = server_connections(shared_server)
+    with client_for(shared_server, persistent=True) as client:
         expected = {}
         for step in range(20):
             name = f"file{step % 4}.bin"
@@ -223,11 +223,11 @@ def test_persistent_connection_20_mixed_requests(server):
                 assert client.list() == sorted(expected)
         assert client.list() == sorted(expected)
         assert client.connections_opened == 1
-    assert server_connections(server) - before == 1
+    assert server_connections(shared_server) - before == 1
 
 
-def test_persistent_reconnects_after_an_error(server):
-    with client_for(server, persistent=True) as client:
+def test_persistent_reconnects_after_an_error(shared_server):
+    with client_for(shared_server, persistent=True) as client:
         client.upload("k.txt", b"keep")
         with pytest.raises(ServerError):
             client.get("missing.txt")
@@ -239,22 +239,22 @@ def test_persistent_reconnects_after_an_error(server):
         assert client.connections_opened == 3
 
 
-def test_one_connection_per_request_by_default(server):
-    before = server_connections(server)
-    client = client_for(server)
+def test_one_connection_per_request_by_default(shared_server):
+    before = server_connections(shared_server)
+    client = client_for(shared_server)
     client.upload("d.txt", b"d")
     client.list()
     client.get("d.txt")
     assert client.connections_opened == 3
-    assert server_connections(server) - before == 3
+    assert server_connections(shared_server) - before == 3
 
 
-def test_concurrent_clients(server):
+def test_concurrent_clients(shared_server):
     errors = []
 
     def work(index):
         try:
-            with client_for(server, persistent=index % 2 == 0) as client:
+            with client_for(shared_server, persistent=index % 2 == 0) as client:
                 data = content(50_000 + index, index)
                 for round_ in range(3):
                     name = f"c{index}-{round_}"
@@ -272,12 +272,12 @@ def test_concurrent_clients(server):
         thread.join(timeout=40)
     assert not any(thread.is_alive() for thread in threads)
     assert errors == []
-    assert client_for(server).list() == []
+    assert client_for(shared_server).list() == []
 
 
 # -- large transfer in bounded memory ------------------------------------------
 
-def test_50_mb_round_trip_in_bounded_memory(server, tmp_path):
+def test_50_mb_round_trip_in_bounded_memory(shared_server, tmp_path):
     size = 50 * 1024 * 1024
     source = tmp_path / "big.bin"
     digest = hashlib.sha256()
@@ -287,7 +287,7 @@ def test_50_mb_round_trip_in_bounded_memory(server, tmp_path):
             digest.update(block)
             file.write(block)
     dest = tmp_path / "big-copy.bin"
-    client = client_for(server, timeout=30)
+    client = client_for(shared_server, timeout=30)
     tracemalloc.start()
     try:
         tracemalloc.reset_peak()
@@ -303,7 +303,7 @@ def test_50_mb_round_trip_in_bounded_memory(server, tmp_path):
         for block in iter(lambda: file.read(1024 * 1024), b""):
             copy.update(block)
     assert copy.hexdigest() == digest.hexdigest()
-    assert os.path.getsize(server.storage / "big.bin") == size
+    assert os.path.getsize(shared_server.storage / "big.bin") == size
     assert temp_leftovers(tmp_path) == []
 
 
@@ -319,6 +319,7 @@ def test_upload_over_the_server_limit(server_factory):
         assert client.connections_opened == 2
 
 
+@pytest.mark.slow
 def test_persistent_connection_closed_by_server_idle_timeout(server_factory):
     impatient = server_factory("thread", timeout=0.3)
     with client_for(impatient, persistent=True) as client:

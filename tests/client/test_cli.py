@@ -97,135 +97,143 @@ def listing(directory) -> list[str]:
 
 # -- the commands ---------------------------------------------------------------
 
-def test_list_get_upload_delete_round_trip(server, tmp_path):
+@pytest.mark.integration
+def test_list_get_upload_delete_round_trip(shared_server, tmp_path):
     (tmp_path / "hello.txt").write_bytes(b"hello\n")
     (tmp_path / "b.bin").write_bytes(b"")
 
-    result = cli_for(server, tmp_path, "list")
+    result = cli_for(shared_server, tmp_path, "list")
     assert_ok(result)
     assert result.stdout == b"" and result.stderr == b""
 
     for path in ("hello.txt", "b.bin"):
-        result = cli_for(server, tmp_path, "upload", path)
+        result = cli_for(shared_server, tmp_path, "upload", path)
         assert_ok(result)
         size = (tmp_path / path).stat().st_size
         assert result.stdout.decode() == f"file {path} uploaded ({size} bytes)\n"
         assert_stats(result, "sent", path, size)
 
-    result = cli_for(server, tmp_path, "list")
+    result = cli_for(shared_server, tmp_path, "list")
     assert_ok(result)
     assert result.stdout.decode().splitlines() == ["b.bin", "hello.txt"]
 
     os.mkdir(tmp_path / "down")
-    result = cli_for(server, tmp_path / "down", "get", "hello.txt")
+    result = cli_for(shared_server, tmp_path / "down", "get", "hello.txt")
     assert_ok(result)
     assert result.stdout == b""
     assert_stats(result, "got", "hello.txt", 6)
     assert (tmp_path / "down" / "hello.txt").read_bytes() == b"hello\n"
     assert listing(tmp_path / "down") == ["hello.txt"]       # no temporary left over
 
-    result = cli_for(server, tmp_path, "delete", "hello.txt")
+    result = cli_for(shared_server, tmp_path, "delete", "hello.txt")
     assert_ok(result)
     assert result.stdout.decode() == "file hello.txt deleted\n"
     assert result.stderr == b""
-    result = cli_for(server, tmp_path, "list")
+    result = cli_for(shared_server, tmp_path, "list")
     assert result.stdout.decode().splitlines() == ["b.bin"]
 
 
-def test_five_megabytes_round_trip_by_sha256(server, tmp_path):
+@pytest.mark.integration
+def test_five_megabytes_round_trip_by_sha256(shared_server, tmp_path):
     data = content(5 * 1024 * 1024 + 1, seed=5)
     (tmp_path / "big.bin").write_bytes(data)
 
-    result = cli_for(server, tmp_path, "upload", "big.bin")
+    result = cli_for(shared_server, tmp_path, "upload", "big.bin")
     assert_ok(result)
     assert_stats(result, "sent", "big.bin", len(data))
-    assert sha256((server.storage / "big.bin").read_bytes()) == sha256(data)
+    assert sha256((shared_server.storage / "big.bin").read_bytes()) == sha256(data)
 
-    result = cli_for(server, tmp_path, "get", "big.bin", "-o", "copy.bin")
+    result = cli_for(shared_server, tmp_path, "get", "big.bin", "-o", "copy.bin")
     assert_ok(result)
     assert_stats(result, "got", "big.bin", len(data))
     assert sha256((tmp_path / "copy.bin").read_bytes()) == sha256(data)
 
-    result = cli_for(server, tmp_path, "get", "big.bin", "-o", "-")
+    result = cli_for(shared_server, tmp_path, "get", "big.bin", "-o", "-")
     assert_ok(result)
     assert_stats(result, "got", "big.bin", len(data))
     assert sha256(result.stdout) == sha256(data)
 
 
-def test_get_to_stdout_writes_only_the_content(server, tmp_path):
+@pytest.mark.integration
+def test_get_to_stdout_writes_only_the_content(shared_server, tmp_path):
     data = bytes(range(256)) * 3 + b"\r\n\x00"
-    (server.storage / "raw.bin").write_bytes(data)
-    result = cli_for(server, tmp_path, "get", "raw.bin", "-o", "-")
+    (shared_server.storage / "raw.bin").write_bytes(data)
+    result = cli_for(shared_server, tmp_path, "get", "raw.bin", "-o", "-")
     assert_ok(result)
     assert result.stdout == data
     assert_stats(result, "got", "raw.bin", len(data))
     assert listing(tmp_path) == []
 
 
-def test_get_output_options(server, tmp_path):
-    (server.storage / "f.txt").write_bytes(b"new")
+@pytest.mark.integration
+def test_get_output_options(shared_server, tmp_path):
+    (shared_server.storage / "f.txt").write_bytes(b"new")
     (tmp_path / "old.txt").write_bytes(b"old content")
     os.mkdir(tmp_path / "dir")
 
-    assert_ok(cli_for(server, tmp_path, "get", "f.txt", "-o", "old.txt"))     # overwrites
+    assert_ok(cli_for(shared_server, tmp_path, "get", "f.txt", "-o", "old.txt"))     # overwrites
     assert (tmp_path / "old.txt").read_bytes() == b"new"
-    assert_ok(cli_for(server, tmp_path, "get", "f.txt", "--output", "dir"))   # NAME inside
+    assert_ok(cli_for(shared_server, tmp_path, "get", "f.txt", "--output", "dir"))   # NAME inside
     assert (tmp_path / "dir" / "f.txt").read_bytes() == b"new"
     assert listing(tmp_path) == ["dir", "old.txt"]
 
 
-def test_upload_with_name(server, tmp_path):
+@pytest.mark.integration
+def test_upload_with_name(shared_server, tmp_path):
     os.mkdir(tmp_path / "sub")
     (tmp_path / "sub" / "local.txt").write_bytes(b"abc")
-    result = cli_for(server, tmp_path, "upload", "sub/local.txt", "--name", "remote.txt")
+    result = cli_for(shared_server, tmp_path, "upload", "sub/local.txt", "--name", "remote.txt")
     assert_ok(result)
     assert_stats(result, "sent", "remote.txt", 3)
     assert result.stdout.decode() == "file remote.txt uploaded (3 bytes)\n"
-    assert (server.storage / "remote.txt").read_bytes() == b"abc"
-    assert not (server.storage / "local.txt").exists()
+    assert (shared_server.storage / "remote.txt").read_bytes() == b"abc"
+    assert not (shared_server.storage / "local.txt").exists()
 
-    result = cli_for(server, tmp_path, "upload", str(tmp_path / "sub" / "local.txt"))
+    result = cli_for(shared_server, tmp_path, "upload", str(tmp_path / "sub" / "local.txt"))
     assert_ok(result)                                    # basename of an absolute path
-    assert (server.storage / "local.txt").read_bytes() == b"abc"
+    assert (shared_server.storage / "local.txt").read_bytes() == b"abc"
 
 
-def test_host_forms_and_port_option(server, tmp_path):
-    (server.storage / "a").write_bytes(b"1")
-    for host in (f"tcp://{HOST}:{server.port}", f"{HOST}:{server.port}"):
+@pytest.mark.integration
+def test_host_forms_and_port_option(shared_server, tmp_path):
+    (shared_server.storage / "a").write_bytes(b"1")
+    for host in (f"tcp://{HOST}:{shared_server.port}", f"{HOST}:{shared_server.port}"):
         result = run_cli(tmp_path, "--host", host, "--no-progress", "list")
         assert_ok(result)
         assert result.stdout == b"a\n"
-    result = run_cli(tmp_path, "--host", HOST, "--port", str(server.port), "list")
+    result = run_cli(tmp_path, "--host", HOST, "--port", str(shared_server.port), "list")
     assert_ok(result)
     assert result.stdout == b"a\n"
 
 
-def test_environment_gives_the_defaults(server, tmp_path):
-    (server.storage / "a").write_bytes(b"1")
-    env = clean_env(FS_CLIENT_HOST=f"tcp://{HOST}:{server.port}")
+@pytest.mark.integration
+def test_environment_gives_the_defaults(shared_server, tmp_path):
+    (shared_server.storage / "a").write_bytes(b"1")
+    env = clean_env(FS_CLIENT_HOST=f"tcp://{HOST}:{shared_server.port}")
     result = run_cli(tmp_path, "list", env=env)
     assert_ok(result)
     assert result.stdout == b"a\n"
 
-    env = clean_env(FS_CLIENT_PORT=str(server.port))        # host defaults to 127.0.0.1
+    env = clean_env(FS_CLIENT_PORT=str(shared_server.port))        # host defaults to 127.0.0.1
     result = run_cli(tmp_path, "list", env=env)
     assert_ok(result)
     assert result.stdout == b"a\n"
 
     # the command line beats the environment
     env = clean_env(FS_CLIENT_HOST=f"{HOST}:{free_port()}")
-    result = run_cli(tmp_path, "--port", str(server.port), "list", env=env)
+    result = run_cli(tmp_path, "--port", str(shared_server.port), "list", env=env)
     assert_ok(result)
     assert result.stdout == b"a\n"
 
 
 # -- errors: exit 1, one line on stderr ----------------------------------------------
 
-def test_missing_remote_file(server, tmp_path):
+@pytest.mark.integration
+def test_missing_remote_file(shared_server, tmp_path):
     (tmp_path / "keep").write_bytes(b"untouched")
     for args in (["get", "nope"], ["get", "nope", "-o", "keep"], ["get", "nope", "-o", "-"],
                  ["delete", "nope"]):
-        result = cli_for(server, tmp_path, *args)
+        result = cli_for(shared_server, tmp_path, *args)
         line = assert_one_error(result)
         assert line == f"{PROG}: error: file 'nope' not found"
         assert result.stdout == b""
@@ -233,28 +241,31 @@ def test_missing_remote_file(server, tmp_path):
     assert (tmp_path / "keep").read_bytes() == b"untouched"
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name, fragment", [
     (".hidden", "must not start with '.'"),                  # refused by the server
     ("a b", "does not allow ' '"),                           # refused by the client library
 ])
-def test_bad_name(server, tmp_path, name, fragment):
+def test_bad_name(shared_server, tmp_path, name, fragment):
     (tmp_path / "local.txt").write_bytes(b"x")
     for args in (["get", name, "-o", "out"], ["delete", name],
                  ["upload", "local.txt", "--name", name]):
-        result = cli_for(server, tmp_path, *args)
+        result = cli_for(shared_server, tmp_path, *args)
         assert_one_error(result, repr(name), fragment)
     assert listing(tmp_path) == ["local.txt"]
-    assert list(server.storage.iterdir()) == []
+    assert list(shared_server.storage.iterdir()) == []
 
 
-def test_name_with_a_slash_needs_an_output_path(server, tmp_path):
-    result = cli_for(server, tmp_path, "get", "a/b")
+@pytest.mark.integration
+def test_name_with_a_slash_needs_an_output_path(shared_server, tmp_path):
+    result = cli_for(shared_server, tmp_path, "get", "a/b")
     assert_one_error(result, "'a/b'", "-o PATH")
-    result = cli_for(server, tmp_path, "get", "a/b", "-o", "out")
+    result = cli_for(shared_server, tmp_path, "get", "a/b", "-o", "out")
     assert_one_error(result, "'a/b'", "must not contain '/'")        # the server's word
     assert listing(tmp_path) == []
 
 
+@pytest.mark.integration
 def test_refused_port_names_the_address(tmp_path):
     port = free_port()
     for args in (["list"], ["get", "x"], ["delete", "x"]):
@@ -263,24 +274,27 @@ def test_refused_port_names_the_address(tmp_path):
     assert listing(tmp_path) == []
 
 
-def test_missing_local_file_for_upload(server, tmp_path):
-    result = cli_for(server, tmp_path, "upload", "missing.txt")
+@pytest.mark.integration
+def test_missing_local_file_for_upload(shared_server, tmp_path):
+    result = cli_for(shared_server, tmp_path, "upload", "missing.txt")
     assert_one_error(result, "'missing.txt'", "No such file")
     os.mkdir(tmp_path / "folder")
-    result = cli_for(server, tmp_path, "upload", "folder")
+    result = cli_for(shared_server, tmp_path, "upload", "folder")
     assert_one_error(result, "'folder'", "directory")
-    assert list(server.storage.iterdir()) == []
+    assert list(shared_server.storage.iterdir()) == []
 
 
-def test_unwritable_output_path(server, tmp_path):
-    (server.storage / "f").write_bytes(b"data")
-    result = cli_for(server, tmp_path, "get", "f", "-o", "no/such/dir/f")
+@pytest.mark.integration
+def test_unwritable_output_path(shared_server, tmp_path):
+    (shared_server.storage / "f").write_bytes(b"data")
+    result = cli_for(shared_server, tmp_path, "get", "f", "-o", "no/such/dir/f")
     assert_one_error(result, "'no/such/dir/f'", "No such file")
     assert listing(tmp_path) == []
 
 
 # -- usage errors: exit 2, as argparse does ----------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("args", [
     [],
     ["frobnicate"],
@@ -303,12 +317,14 @@ def test_usage_errors_exit_2(tmp_path, args):
     assert result.stdout == b""
 
 
+@pytest.mark.integration
 def test_bad_port_in_the_environment_is_a_usage_error(tmp_path):
     result = run_cli(tmp_path, "list", env=clean_env(FS_CLIENT_PORT="66000"))
     assert result.returncode == 2
     assert "FS_CLIENT_PORT" in stderr_lines(result)[-1]
 
 
+@pytest.mark.integration
 def test_help_documents_the_environment(tmp_path):
     result = run_cli(tmp_path, "--help")
     assert_ok(result)
@@ -355,10 +371,11 @@ def run_with_tty_stderr(cwd, *args: str) -> tuple[int, bytes]:
     return status, output
 
 
-def test_progress_bar_on_a_terminal_only_without_no_progress(server, tmp_path):
+@pytest.mark.integration
+def test_progress_bar_on_a_terminal_only_without_no_progress(shared_server, tmp_path):
     size = 3 * 1024 * 1024
     (tmp_path / "p.bin").write_bytes(content(size, seed=3))
-    address = ["--host", f"{HOST}:{server.port}", "--timeout", "10"]
+    address = ["--host", f"{HOST}:{shared_server.port}", "--timeout", "10"]
 
     status, output = run_with_tty_stderr(tmp_path, *address, "upload", "p.bin")
     assert status == 0, output
@@ -383,6 +400,7 @@ def resolve(argv: list[str], environ: dict) -> tuple[str, int]:
     return cli.resolve_address(parser, parser.parse_args([*argv, "list"]), environ)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("argv, environ, expected", [
     ([], {}, ("127.0.0.1", 6665)),
     (["--host", "example.org"], {}, ("example.org", 6665)),
@@ -400,12 +418,14 @@ def test_resolve_address(argv, environ, expected):
     assert resolve(argv, environ) == expected
 
 
+@pytest.mark.unit
 def test_stats_line_format():
     assert cli.stats_line("got", "big.bin", 52428800, 0.61) == \
         "got big.bin: 52428800 bytes in 0.61 s (83934.4 KB/s)"
     assert re.fullmatch(STATS_RE, cli.stats_line("sent", "e", 0, 0.0))
 
 
+@pytest.mark.unit
 def test_resolve_address_conflict_is_a_usage_error():
     with pytest.raises(SystemExit) as exc_info:
         resolve(["--host", "h:1", "--port", "2"], {})

@@ -13,7 +13,7 @@ from tests.support import free_port
 
 from .conftest import HOST, read_request
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 
 def replying(*replies: bytes):

@@ -2,6 +2,8 @@ import pytest
 
 from client import DEFAULT_PORT, FileClient, parse_address
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("text, expected", [
     ("tcp://example.org:7000", ("example.org", 7000)),

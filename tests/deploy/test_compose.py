@@ -20,6 +20,7 @@ from scenarios import parse
 from scenarios.backends import ComposeBackend
 from scenarios.backends.compose import COMPOSE_FILES, compose_command, compose_memory
 from scenarios.runner import Runner
+from server.config import MODES
 from tests.scenarios.test_run_local import TWO_SCENARIOS
 from tests.support import REPO_ROOT, free_port
 
@@ -76,7 +77,10 @@ def read_stats(results) -> dict:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.integration
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", MODES)
 def test_headless_compose_run(images, tmp_path, mode):
     project = ComposeProject(images, tmp_path, FS_MODE=mode, FS_POOL=7, SERVER_CPUS=SERVER_CPUS,
                              SERVER_MEMORY=SERVER_MEMORY, LOCUST_USERS=100,
@@ -114,12 +118,16 @@ def test_headless_compose_run(images, tmp_path, mode):
     assert leftovers == ""
 
 
+@pytest.mark.unit
 def test_compose_memory_limits_keep_the_exact_byte_count():
     assert compose_memory(2 ** 30) == "1024m"
     assert compose_memory(256 * 2 ** 20) == "256m"
     assert compose_memory(10 ** 9) == "1000000000b"       # "1G" in Kubernetes units
 
 
+@pytest.mark.integration
+@pytest.mark.docker
+@pytest.mark.slow
 def test_two_scenarios_through_the_compose_backend(images, tmp_path):
     scenarios = list(parse(yaml.safe_load(TWO_SCENARIOS)))
     progress = io.StringIO()

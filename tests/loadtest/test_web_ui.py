@@ -18,6 +18,8 @@ import pytest
 from tests.loadtest.test_locust import locust_command
 from tests.support import REPO_ROOT, ServerProcess, free_port
 
+pytestmark = pytest.mark.integration
+
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -64,6 +66,8 @@ class LocustWebUI:
             self.proc.wait()
 
 
+@pytest.mark.browser
+@pytest.mark.slow
 def test_server_tab_shows_mode_and_pool_in_a_real_browser(tmp_path):
     require_chromium()
     from playwright.sync_api import expect, sync_playwright

@@ -4,6 +4,8 @@ import pytest
 
 from scenarios.__main__ import main
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.mark.parametrize("argv, message", [
     (["run"], "name scenarios to run, or give --all"),

@@ -43,11 +43,13 @@ def drift(committed: Path, scratch: Path) -> str:
     return ""
 
 
+@pytest.mark.unit
 def test_generated_overlays_are_up_to_date(tmp_path):
     problem = drift(OVERLAYS_DIR, tmp_path)
     assert not problem, problem
 
 
+@pytest.mark.unit
 def test_drift_is_detected(tmp_path):
     copy = tmp_path / "committed"
     shutil.copytree(OVERLAYS_DIR, copy)
@@ -59,10 +61,12 @@ def test_drift_is_detected(tmp_path):
     assert f"{NAMES[0]}/server.yaml" in problem and f"{NAMES[1]}/kustomization.yaml" in problem
 
 
+@pytest.mark.unit
 def test_generation_is_deterministic():
     assert render_overlays(SHIPPED) == render_overlays(load(DEFAULT_FILE))
 
 
+@pytest.mark.unit
 def test_write_overlays_is_idempotent_and_prunes_only_generated_folders(tmp_path):
     assert write_overlays(SHIPPED, tmp_path) == (3 * len(SHIPPED), 0)
     assert write_overlays(SHIPPED, tmp_path) == (0, 0)
@@ -79,6 +83,7 @@ def test_write_overlays_is_idempotent_and_prunes_only_generated_folders(tmp_path
     assert tree(tmp_path / NAMES[0]) == render_overlays(SHIPPED)[NAMES[0]]
 
 
+@pytest.mark.unit
 def test_cli_k8s_writes_into_out(tmp_path, capsys):
     from scenarios.__main__ import main
     assert main(["k8s", "--out", str(tmp_path / "overlays")]) == 0
@@ -167,6 +172,7 @@ def schema_problems(docs: list[dict], version: str) -> list[str]:
     return problems
 
 
+@pytest.mark.unit
 def test_schema_check_fails_on_bad_fields_and_unknown_kinds(k8s_version):
     good = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"ports": [{"port": 1}]}}
@@ -181,6 +187,7 @@ def test_schema_check_fails_on_bad_fields_and_unknown_kinds(k8s_version):
     assert "Widget is unknown to the Kubernetes" in problems[2]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ["base", *NAMES])
 def test_renders_and_validates_strictly(rendered, k8s_version, name):
     docs = objects(rendered, name)
@@ -192,6 +199,7 @@ def test_renders_and_validates_strictly(rendered, k8s_version, name):
     assert not problems, f"{name} against Kubernetes {k8s_version}:\n" + "\n".join(problems)
 
 
+@pytest.mark.integration
 def test_base_hardening_and_probes(rendered):
     docs = objects(rendered, "base")
     server_deployment = find(docs, "Deployment", "fileserver")
@@ -228,6 +236,7 @@ def test_base_hardening_and_probes(rendered):
     assert {"--csv", "--html", "--headless", "--master"} <= set(locust["args"])
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", NAMES)
 def test_overlay_carries_the_scenario(rendered, name):
     scenario = SHIPPED.get(name)

@@ -17,6 +17,8 @@ from scenarios.backends.kubernetes import Kubectl
 from scenarios.k8s import OVERLAYS_DIR, write_overlays
 from scenarios.results import scenario_record, summarise, write_scenario_record
 
+pytestmark = pytest.mark.unit
+
 RECORDED = Path(__file__).parent / "recorded" / "k8s-run-ok.yaml"
 SCENARIOS = load()
 SCENARIO = SCENARIOS.get("thread-pool5")

@@ -20,6 +20,7 @@ def fake_v1_tree(root):
     (root / "memory" / "lab" / "box").mkdir(parents=True)
 
 
+@pytest.mark.unit
 def test_v1_cgroups_get_the_quota_and_the_memory_limit(tmp_path):
     fake_v1_tree(tmp_path)
     limits, why = CgroupLimits.create("run1", 0.5, 256 * 2 ** 20, root=tmp_path,
@@ -32,6 +33,7 @@ def test_v1_cgroups_get_the_quota_and_the_memory_limit(tmp_path):
     assert (memory / "memory.limit_in_bytes").read_text() == f"{256 * 2 ** 20}\n"
 
 
+@pytest.mark.unit
 def test_v1_without_a_memory_hierarchy_says_why(tmp_path):
     (tmp_path / "cpu").mkdir()
     limits, why = CgroupLimits.create("run1", 1, 2 ** 30, root=tmp_path,
@@ -40,6 +42,7 @@ def test_v1_without_a_memory_hierarchy_says_why(tmp_path):
     assert "memory" in why and str(tmp_path / "memory") in why
 
 
+@pytest.mark.unit
 def test_v2_without_delegated_controllers_says_why(tmp_path):
     (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
     (tmp_path / "lab").mkdir()
@@ -49,6 +52,7 @@ def test_v2_without_delegated_controllers_says_why(tmp_path):
     assert not (tmp_path / "lab" / "run1").exists() and not (tmp_path / "run1").exists()
 
 
+@pytest.mark.integration
 def test_wrap_joins_every_cgroup_before_exec(tmp_path):
     first, second = tmp_path / "a", tmp_path / "b b"
     first.mkdir()
@@ -61,6 +65,7 @@ def test_wrap_joins_every_cgroup_before_exec(tmp_path):
     assert (second / "cgroup.procs").read_text().strip() == pid
 
 
+@pytest.mark.integration
 def test_real_cgroup_holds_the_process_and_its_children():
     limits, why = CgroupLimits.create("fileserver-lab-test", 0.25, 128 * 2 ** 20)
     if limits is None:

@@ -8,6 +8,8 @@ from scenarios.__main__ import main
 from scenarios.report import CHART_PIXELS, ReportError, png_size, pool_sweep, write_report
 from scenarios.results import SUMMARY_COLUMNS, write_summary
 
+pytestmark = pytest.mark.unit
+
 POOLS = (1, 5, 50, 100, 200)
 
 

@@ -12,6 +12,8 @@ from scenarios.results import (SUMMARY_COLUMNS, per_command, read_summary, scena
                                server_usage, summarise, write_scenario_record, write_summary)
 from scenarios.sampler import StatsSampler, read_samples
 
+pytestmark = pytest.mark.unit
+
 SCENARIO = parse({"scenarios": [{
     "name": "thread-pool5", "mode": "thread", "pool": 5, "server_cpus": 0.5,
     "server_memory": "256Mi", "users": 40, "spawn_rate": 10, "duration": "30s",

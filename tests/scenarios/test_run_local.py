@@ -15,6 +15,8 @@ from scenarios.limits import CgroupLimits
 from scenarios.report import CHART_PIXELS, png_size
 from tests.support import REPO_ROOT
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
 TWO_SCENARIOS = """\
 defaults:
   pool: 5

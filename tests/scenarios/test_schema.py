@@ -9,6 +9,8 @@ from scenarios import ScenarioError, load, parse
 from scenarios.__main__ import main
 from scenarios.schema import Weights
 
+pytestmark = pytest.mark.unit
+
 GOOD = """\
 defaults:
   mode: thread

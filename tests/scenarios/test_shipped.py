@@ -1,8 +1,12 @@
 """The shipped scenarios.yaml: it loads and holds the set the lab promises."""
 
+import pytest
+
 from scenarios import DEFAULT_FILE, load
 from scenarios.__main__ import main
 from scenarios.schema import size_bytes, memory_bytes
+
+pytestmark = pytest.mark.unit
 
 POOLS = (1, 5, 50, 100, 200)
 

@@ -7,6 +7,7 @@ from server.config import ConfigError, ServerConfig, load_config
 from tests.support import REPO_ROOT
 
 
+@pytest.mark.unit
 def test_defaults_match_the_documented_ones():
     config = load_config([], {})
     assert config == ServerConfig()
@@ -16,6 +17,7 @@ def test_defaults_match_the_documented_ones():
     assert (config.timeout, config.grace_seconds, config.stats_interval) == (60.0, 10.0, 10.0)
 
 
+@pytest.mark.unit
 def test_environment_is_read_and_flags_win():
     env = {"FS_MODE": "process", "FS_POOL": "50", "FS_PORT": "7000", "FS_TIMEOUT": "2.5",
            "FS_LOG_LEVEL": "debug", "FS_STORAGE_DIR": "/tmp/x"}
@@ -29,11 +31,13 @@ def test_environment_is_read_and_flags_win():
     assert config.storage_dir == "/tmp/x"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("pool", ["1", "5", "50", "100", "200"])
 def test_course_pool_sizes_are_valid(pool):
     assert load_config(["--pool", pool], {}).pool == int(pool)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("argv, env, message", [
     ([], {"FS_MODE": "fiber"}, "FS_MODE='fiber': must be one of thread, process"),
     (["--pool", "0"], {}, "--pool='0': must be between 1"),
@@ -51,6 +55,7 @@ def test_bad_values_name_the_setting_and_value(argv, env, message):
     assert message in str(error.value)
 
 
+@pytest.mark.integration
 def test_bad_setting_stops_the_server_with_status_2():
     result = subprocess.run([sys.executable, "-m", "server", "--pool", "0"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=30)

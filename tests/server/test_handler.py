@@ -1,6 +1,7 @@
 """The connection handler alone, over a socketpair: no pool, no process."""
 
 import base64
+import errno
 import hashlib
 import os
 import socket
@@ -14,6 +15,8 @@ from server.handler import ConnectionHandler
 from server.stats import WorkerTable
 from server.storage import Storage
 from tests.support import read_reply, temp_files
+
+pytestmark = pytest.mark.unit
 
 
 class Session:
@@ -174,3 +177,20 @@ def test_bad_requests_get_clear_errors_and_the_connection_survives(session, raw,
     assert reply["status"] == "ERROR"
     assert message in reply["data"]
     assert s.ask(b"LIST\r\n\r\n")["status"] == "OK"
+
+
+def test_a_failed_write_names_the_file_and_keeps_the_old_one(session, tmp_path, monkeypatch):
+    from server import storage as storage_module
+
+    def disk_full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(storage_module.Upload, "write", disk_full)
+    (tmp_path / "keep.txt").write_bytes(b"old")
+    s = session()
+    reply = s.ask(wire.encode_request("UPLOAD", "keep.txt", b"new content"))
+    assert reply == {"status": "ERROR",
+                     "data": "cannot store 'keep.txt': No space left on device"}
+    assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": ["keep.txt"]}
+    assert (tmp_path / "keep.txt").read_bytes() == b"old"
+    assert temp_files(tmp_path) == []

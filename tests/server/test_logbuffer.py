@@ -8,6 +8,8 @@ import pytest
 from server.logbuffer import AccessLog, BatchingStreamHandler
 from server.pools import PreforkPool, ThreadPool
 
+pytestmark = pytest.mark.unit
+
 LINE = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - %s - INFO - %s\n"
 
 

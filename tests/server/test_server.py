@@ -15,33 +15,25 @@ import time
 import pytest
 
 import wire
+from server.config import MODES
 from tests.support import REPO_ROOT, ServerProcess, command, connect, read_reply, temp_files
 
-MODES = ["thread", "process"]
+pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=MODES)
-def server(request, tmp_path):
-    srv = ServerProcess(tmp_path / "files", mode=request.param, pool=5, timeout=10)
-    yield srv
-    code = srv.stop()
-    assert code == 0, srv.log()
-    assert srv.leftover_processes() == []
-
-
-def test_every_command(server):
-    assert command(server.port, "LIST") == {"status": "OK", "data": []}
-    assert command(server.port, "UPLOAD", "a.txt", b"hello")["status"] == "OK"
-    assert command(server.port, "UPLOAD", "b.bin", b"")["status"] == "OK"
-    assert command(server.port, "LIST") == {"status": "OK", "data": ["a.txt", "b.bin"]}
-    reply = command(server.port, "GET", "a.txt")
+def test_every_command(fresh_server):
+    assert command(fresh_server.port, "LIST") == {"status": "OK", "data": []}
+    assert command(fresh_server.port, "UPLOAD", "a.txt", b"hello")["status"] == "OK"
+    assert command(fresh_server.port, "UPLOAD", "b.bin", b"")["status"] == "OK"
+    assert command(fresh_server.port, "LIST") == {"status": "OK", "data": ["a.txt", "b.bin"]}
+    reply = command(fresh_server.port, "GET", "a.txt")
     assert reply["data_namafile"] == "a.txt" and reply["data_file_bytes"] == b"hello"
-    assert command(server.port, "GET", "b.bin")["data_file_bytes"] == b""
-    assert command(server.port, "DELETE", "a.txt") == {"status": "OK",
-                                                       "data": "file a.txt deleted"}
-    assert command(server.port, "GET", "a.txt") == {"status": "ERROR",
-                                                    "data": "file 'a.txt' not found"}
-    assert command(server.port, "DELETE", "a.txt")["status"] == "ERROR"
+    assert command(fresh_server.port, "GET", "b.bin")["data_file_bytes"] == b""
+    assert command(fresh_server.port, "DELETE", "a.txt") == {"status": "OK",
+                                                             "data": "file a.txt deleted"}
+    assert command(fresh_server.port, "GET", "a.txt") == {"status": "ERROR",
+                                                          "data": "file 'a.txt' not found"}
+    assert command(fresh_server.port, "DELETE", "a.txt")["status"] == "ERROR"
 
 
 def course_client_send(port: int, command_str: str) -> dict:
@@ -64,35 +56,36 @@ def course_client_send(port: int, command_str: str) -> dict:
         sock.close()
 
 
-def test_course_client_works_unchanged(server):
+def test_course_client_works_unchanged(fresh_server):
     content = os.urandom(70_000)
     encoded = base64.b64encode(content).decode()
-    assert course_client_send(server.port, f"UPLOAD donalbebek.jpg {encoded}")["status"] == "OK"
-    assert course_client_send(server.port, "LIST") == {"status": "OK",
-                                                       "data": ["donalbebek.jpg"]}
-    hasil = course_client_send(server.port, "GET donalbebek.jpg")
+    assert course_client_send(fresh_server.port,
+                              f"UPLOAD donalbebek.jpg {encoded}")["status"] == "OK"
+    assert course_client_send(fresh_server.port, "LIST") == {"status": "OK",
+                                                             "data": ["donalbebek.jpg"]}
+    hasil = course_client_send(fresh_server.port, "GET donalbebek.jpg")
     assert hasil["status"] == "OK" and hasil["data_namafile"] == "donalbebek.jpg"
     assert base64.b64decode(hasil["data_file"]) == content
-    assert course_client_send(server.port, "DELETE donalbebek.jpg")["status"] == "OK"
-    hasil = course_client_send(server.port, "SALAH")
+    assert course_client_send(fresh_server.port, "DELETE donalbebek.jpg")["status"] == "OK"
+    hasil = course_client_send(fresh_server.port, "SALAH")
     assert hasil["status"] == "ERROR" and "unknown command" in hasil["data"]
 
 
-def test_50_mb_round_trip(server):
+def test_50_mb_round_trip(fresh_server):
     content = os.urandom(50 * 1024 * 1024)
-    with connect(server.port, timeout=60) as sock:
+    with connect(fresh_server.port, timeout=60) as sock:
         sock.sendall(wire.upload_request_head("big.bin"))
         for start in range(0, len(content), 3 * 1024 * 1024):
             sock.sendall(base64.b64encode(content[start:start + 3 * 1024 * 1024]))
         sock.sendall(wire.TERMINATOR)
         assert read_reply(sock)["status"] == "OK"
-    reply = command(server.port, "GET", "big.bin")
+    reply = command(fresh_server.port, "GET", "big.bin")
     assert hashlib.sha256(reply["data_file_bytes"]).hexdigest() == \
         hashlib.sha256(content).hexdigest()
-    assert (server.storage / "big.bin").stat().st_size == len(content)
+    assert (fresh_server.storage / "big.bin").stat().st_size == len(content)
 
 
-def test_50_concurrent_clients(server):
+def test_50_concurrent_clients(fresh_server):
     errors, replies = [], []
 
     def client(number: int):
@@ -100,11 +93,11 @@ def test_50_concurrent_clients(server):
             name = f"c{number}.bin"
             content = os.urandom(1000 + number)
             for _ in range(3):
-                replies.append(command(server.port, "UPLOAD", name, content)["status"])
-                got = command(server.port, "GET", name)
+                replies.append(command(fresh_server.port, "UPLOAD", name, content)["status"])
+                got = command(fresh_server.port, "GET", name)
                 replies.append("OK" if got["data_file_bytes"] == content else "MISMATCH")
-                replies.append(command(server.port, "LIST")["status"])
-            replies.append(command(server.port, "DELETE", name)["status"])
+                replies.append(command(fresh_server.port, "LIST")["status"])
+            replies.append(command(fresh_server.port, "DELETE", name)["status"])
         except Exception as exc:          # reported below, with the client's number
             errors.append(f"client {number}: {exc!r}")
 
@@ -115,27 +108,27 @@ def test_50_concurrent_clients(server):
         thread.join(60)
     assert errors == []
     assert replies == ["OK"] * (50 * 10)
-    stats = server.stats()
+    stats = fresh_server.stats()
     assert stats["totals"]["requests"] == 500
     assert stats["totals"]["by_command"]["UPLOAD"]["OK"] == 150
-    assert command(server.port, "LIST") == {"status": "OK", "data": []}
+    assert command(fresh_server.port, "LIST") == {"status": "OK", "data": []}
 
 
-def test_stats_metrics_and_probes(server):
-    command(server.port, "UPLOAD", "s.txt", b"x" * 3000)
-    command(server.port, "GET", "s.txt")
-    command(server.port, "GET", "missing")
-    ready = server.http_json("/readyz")
+def test_stats_metrics_and_probes(fresh_server):
+    command(fresh_server.port, "UPLOAD", "s.txt", b"x" * 3000)
+    command(fresh_server.port, "GET", "s.txt")
+    command(fresh_server.port, "GET", "missing")
+    ready = fresh_server.http_json("/readyz")
     assert ready["ready"] is True
-    assert (ready["mode"], ready["pool"], ready["workers_alive"]) == (server.mode, 5, 5)
-    assert server.http_json("/healthz") == {"status": "alive"}
+    assert (ready["mode"], ready["pool"], ready["workers_alive"]) == (fresh_server.mode, 5, 5)
+    assert fresh_server.http_json("/healthz") == {"status": "alive"}
     # a worker is busy until it has seen the client close, just after the reply
     deadline = time.monotonic() + 5
-    stats = server.stats()
+    stats = fresh_server.stats()
     while stats["workers_busy"] and time.monotonic() < deadline:
         time.sleep(0.05)
-        stats = server.stats()
-    assert (stats["mode"], stats["pool"]) == (server.mode, 5)
+        stats = fresh_server.stats()
+    assert (stats["mode"], stats["pool"]) == (fresh_server.mode, 5)
     assert stats["totals"]["by_command"]["GET"] == {"OK": 1, "ERROR": 1}
     assert stats["totals"]["bytes_in"] > 4000 and stats["totals"]["bytes_out"] > 4000
     assert stats["workers_busy"] == 0 and stats["workers_idle"] == 5
@@ -149,19 +142,19 @@ def test_stats_metrics_and_probes(server):
     assert stats["cpu"]["seconds_total"] > 0 and stats["cpu"]["percent"] >= 0
     # shared pages count once in PSS, once per process in the RSS sum
     assert 0 < stats["memory"]["pss_bytes_total"] <= stats["memory"]["rss_bytes_total"]
-    metrics = server.http_text("/metrics")
+    metrics = fresh_server.http_text("/metrics")
     assert "fileserver_cpu_seconds_total" in metrics
     assert 'fileserver_requests_total{command="GET",status="ERROR"} 1.0' in metrics
-    assert f'fileserver_info{{mode="{server.mode}",pool="5"}} 1.0' in metrics
+    assert f'fileserver_info{{mode="{fresh_server.mode}",pool="5"}} 1.0' in metrics
     assert "fileserver_worker_cpu_seconds_total" in metrics
 
 
-def test_busy_worker_shows_its_client_live(server):
-    with connect(server.port) as sock:
+def test_busy_worker_shows_its_client_live(fresh_server):
+    with connect(fresh_server.port) as sock:
         sock.sendall(b"UPLOAD slow.bin " + base64.b64encode(b"x" * 3000))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            busy = [w for w in server.stats()["workers"] if w["state"] == "busy"]
+            busy = [w for w in fresh_server.stats()["workers"] if w["state"] == "busy"]
             if busy and busy[0]["client"]["bytes_in"] >= 4000:
                 break
             time.sleep(0.05)
@@ -172,33 +165,33 @@ def test_busy_worker_shows_its_client_live(server):
         assert read_reply(sock)["status"] == "OK"
 
 
-def test_log_lines_follow_the_course_format(server):
-    command(server.port, "LIST")
+def test_log_lines_follow_the_course_format(fresh_server):
+    command(fresh_server.port, "LIST")
     deadline = time.monotonic() + 5
-    while "closed:" not in server.log() and time.monotonic() < deadline:
+    while "closed:" not in fresh_server.log() and time.monotonic() < deadline:
         time.sleep(0.05)
-    line = next(line for line in server.log().splitlines() if "closed:" in line)
+    line = next(line for line in fresh_server.log().splitlines() if "closed:" in line)
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} - Worker-\d+ - INFO - client "
                     r"127\.0\.0\.1:\d+ closed: 1 requests, in 8 B, out \d+ B, [\d.]+ s, "
                     r"[\d.]+ KB/s$", line), line
 
 
-def test_sigterm_lets_an_upload_in_flight_finish(server):
-    (server.storage / "f.bin").write_bytes(b"old")
+def test_sigterm_lets_an_upload_in_flight_finish(fresh_server):
+    (fresh_server.storage / "f.bin").write_bytes(b"old")
     content = os.urandom(3 * 200_000)
     encoded = base64.b64encode(content)
-    with connect(server.port) as sock:
+    with connect(fresh_server.port) as sock:
         sock.sendall(b"UPLOAD f.bin " + encoded[:len(encoded) // 2])
         time.sleep(0.3)
-        server.proc.send_signal(signal.SIGTERM)
+        fresh_server.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         sock.sendall(encoded[len(encoded) // 2:] + wire.TERMINATOR)
         assert read_reply(sock)["status"] == "OK"
-    assert server.proc.wait(15) == 0
-    assert (server.storage / "f.bin").read_bytes() == content
-    assert temp_files(server.storage) == []
+    assert fresh_server.proc.wait(15) == 0
+    assert (fresh_server.storage / "f.bin").read_bytes() == content
+    assert temp_files(fresh_server.storage) == []
     with pytest.raises(OSError):
-        command(server.port, "LIST")
+        command(fresh_server.port, "LIST")
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -247,7 +240,7 @@ def test_killed_worker_is_replaced_and_others_are_unaffected(tmp_path):
         assert "was killed by SIGKILL; replacing it" in srv.wait_for_log("was killed")
         for _ in range(10):
             assert command(srv.port, "LIST") == {"status": "OK", "data": ["f.bin"]}
-        srv.extra_pids = set(srv.worker_pids())
+        srv.worker_pids()       # remember the replacement workers for the leftover check
     finally:
         assert srv.stop() == 0
     assert srv.leftover_processes() == []

@@ -5,6 +5,8 @@ import pytest
 
 from server.storage import MAX_NAME_BYTES, Storage, StorageError, validate_name
 
+pytestmark = pytest.mark.unit
+
 HOSTILE_NAMES = [
     ("", "empty"),
     (".", "not allowed"),

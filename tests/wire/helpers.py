@@ -94,9 +94,9 @@ def drive_requests(chunks, decoder: wire.RequestDecoder | None = None, *, eof: b
             events.append(event)
         if check_memory:
             if decoder.state in (decoder.UPLOAD_BODY, decoder.SKIP_BODY):
-                assert len(decoder._buffer) <= 3
+                assert len(decoder._input) <= 3
             elif decoder.state == decoder.IDLE:
-                assert len(decoder._buffer) <= decoder.max_line_bytes + 3
+                assert len(decoder._input) <= decoder.max_line_bytes + 3
     return events
 
 

@@ -19,6 +19,8 @@ import wire
 from tests.wire.helpers import (TERM, assert_matches, bytewise, cut, drive_requests,
                                 normalize_requests, random_chunks, whole)
 
+pytestmark = pytest.mark.unit
+
 CASES_DIR = Path(__file__).parent / "cases"
 CASE_NAMES = sorted(p.stem for p in CASES_DIR.glob("*.bin"))
 # Requests appended after a case that leaves the connection usable.
@@ -110,7 +112,7 @@ def test_random_chunks_with_trailing_requests(name, seed):
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(data=st.data())
 def test_hypothesis_chunks(name, data):
     raw, expected, _ = load(name)

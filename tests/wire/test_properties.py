@@ -3,7 +3,8 @@
 import base64
 import binascii
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wire
@@ -11,10 +12,10 @@ from wire import Base64Decoder, Base64Encoder, ProtocolError
 from tests.wire.helpers import (TERM, bytewise, coarse, cut, drive_requests,
                                 normalize_requests, whole)
 
-FAST = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+pytestmark = pytest.mark.unit
+
+# Hypothesis settings come from the profile in tests/conftest.py (150 examples, no
+# deadline); a test that runs fewer or more examples says so with @settings.
 
 # Names the encoder can carry: no space (the separator) and no terminator.  A
 # name may end in bytes that look like the start of the terminator, so the
@@ -51,7 +52,6 @@ def chunkings(data, raw: bytes):
 
 # -- requests round trip ----------------------------------------------------------
 
-@FAST
 @given(name=names, content=st.binary(max_size=5000), data=st.data())
 def test_upload_round_trips_in_any_chunking(name, content, data):
     raw = wire.encode_request("UPLOAD", name, content)
@@ -59,7 +59,6 @@ def test_upload_round_trips_in_any_chunking(name, content, data):
     assert events == expected_events([("UPLOAD", name, content)])
 
 
-@FAST
 @given(reqs=st.lists(requests, min_size=1, max_size=8), data=st.data())
 def test_pipelined_requests_round_trip_in_any_chunking(reqs, data):
     raw = b"".join(wire.encode_request(*r) for r in reqs)
@@ -67,14 +66,12 @@ def test_pipelined_requests_round_trip_in_any_chunking(reqs, data):
     assert events == expected_events(reqs)
 
 
-@FAST
 @given(reqs=st.lists(requests, min_size=1, max_size=5))
 def test_pipelined_requests_round_trip_byte_by_byte(reqs):
     raw = b"".join(wire.encode_request(*r) for r in reqs)
     assert normalize_requests(drive_requests(bytewise(raw))) == expected_events(reqs)
 
 
-@FAST
 @given(verb=st.sampled_from(["LIST", "GET", "DELETE", "UPLOAD"]),
        case=st.lists(st.booleans(), min_size=6, max_size=6), name=names)
 def test_verbs_are_case_insensitive(verb, case, name):
@@ -91,7 +88,6 @@ def test_verbs_are_case_insensitive(verb, case, name):
 
 # -- base64 in pieces ---------------------------------------------------------------
 
-@FAST
 @given(content=st.binary(max_size=3000), data=st.data())
 def test_base64_encoder_in_pieces_equals_b64encode(content, data):
     encoder = Base64Encoder()
@@ -102,7 +98,6 @@ def test_base64_encoder_in_pieces_equals_b64encode(content, data):
     assert encoder.encode(b"ab") + encoder.finish() == b"YWI="
 
 
-@FAST
 @given(content=st.binary(max_size=3000), data=st.data())
 def test_base64_encoder_accepts_memoryview_and_bytearray(content, data):
     encoder = Base64Encoder()
@@ -112,7 +107,34 @@ def test_base64_encoder_accepts_memoryview_and_bytearray(content, data):
     assert b"".join(out) + encoder.finish() == base64.b64encode(content)
 
 
-@FAST
+@given(content=st.binary(max_size=3000), batch=st.sampled_from([1, 7, 64, 10_000]),
+       data=st.data())
+def test_stream_encoder_batches_are_the_whole_message(content, batch, data):
+    stream = wire.StreamEncoder(b"HEAD ", b" TAIL", batch_bytes=batch)
+    batches, fed = [], 0
+    for piece in chunkings(data, content):
+        out = stream.encode(piece)
+        fed += len(piece)
+        assert stream.content_bytes == fed
+        if out:
+            assert len(out) >= batch       # nothing goes out before a batch is full
+            batches.append(out)
+    batches.append(stream.finish())
+    assert b"".join(batches) == b"HEAD " + base64.b64encode(content) + b" TAIL"
+
+
+def test_get_reply_and_upload_request_streams_match_their_whole_forms():
+    content = bytes(range(256)) * 1000
+    reply = wire.get_reply_stream("a b.bin")
+    pieces = [reply.encode(content[i:i + 3000]) for i in range(0, len(content), 3000)]
+    assert b"".join(pieces) + reply.finish() == wire.encode_reply(
+        {"status": "OK", "data_namafile": "a b.bin",
+         "data_file": base64.b64encode(content).decode()})
+    request = wire.upload_request_stream("x.bin")
+    assert request.encode(content) + request.finish() == wire.encode_request(
+        "UPLOAD", "x.bin", content)
+
+
 @given(content=st.binary(max_size=3000), data=st.data())
 def test_base64_decoder_in_pieces_equals_b64decode(content, data):
     text = base64.b64encode(content)
@@ -148,7 +170,7 @@ def _decode_pieces(pieces):
     return b"".join(out)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400)
 @given(text=st.lists(st.sampled_from([b"A", b"Q", b"Y", b"W", b"+", b"/", b"=", b"==",
                                       b"YQ==", b"YWJj", b"!", b"\n", b" ", b"\xff"]),
                      max_size=14).map(b"".join),
@@ -187,7 +209,7 @@ TOKENS = [b"LIST", b"list", b"GET", b"get ", b"DELETE ", b"UPLOAD ", b"upload ",
 token_streams = st.lists(st.sampled_from(TOKENS), max_size=40).map(b"".join)
 
 
-@SLOW
+@settings(max_examples=60)
 @given(raw=st.binary(max_size=600), options=LIMITS, data=st.data())
 def test_random_bytes_only_ever_raise_protocol_error(raw, options, data):
     # drive_requests lets anything but ProtocolError through, and fails if
@@ -197,14 +219,14 @@ def test_random_bytes_only_ever_raise_protocol_error(raw, options, data):
                               ProtocolError)) for e in events)
 
 
-@SLOW
+@settings(max_examples=60)
 @given(raw=token_streams, options=LIMITS, data=st.data())
 def test_protocol_like_junk_only_ever_raises_protocol_error(raw, options, data):
     drive_requests(chunkings(data, raw), **options)
     drive_requests(bytewise(raw), **options)
 
 
-@SLOW
+@settings(max_examples=60)
 @given(raw=token_streams, max_line=st.sampled_from([8, 24, 4096]), data=st.data())
 def test_events_do_not_depend_on_chunking(raw, max_line, data):
     """Whole, byte by byte or cut anywhere: the same requests and the same errors.
@@ -220,7 +242,7 @@ def test_events_do_not_depend_on_chunking(raw, max_line, data):
     assert coarse(normalize_requests(drive_requests(pieces, max_line_bytes=max_line))) == reference
 
 
-@SLOW
+@settings(max_examples=60)
 @given(reqs=st.lists(requests, max_size=4), junk=token_streams, data=st.data())
 def test_good_requests_after_a_non_fatal_error_still_decode(reqs, junk, data):
     """Any junk line that draws a non-fatal error leaves the connection usable."""

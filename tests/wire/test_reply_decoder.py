@@ -5,7 +5,7 @@ import hashlib
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import wire
@@ -14,9 +14,11 @@ from tests.wire.helpers import (TERM, bytewise, cut, drive_replies, encode_reply
                                 error_kind, expected_reply_events, get_reply,
                                 normalize_replies, random_chunks, whole)
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+pytestmark = pytest.mark.unit
+
+# Hypothesis settings come from the profile in tests/conftest.py (150 examples, no
+# deadline); a test that runs fewer or more examples says so with @settings.
+
 CHUNKINGS = [whole, bytewise, lambda raw: random_chunks(raw, 3)]
 TRUNCATED = "connection closed before the reply was complete"
 
@@ -92,12 +94,12 @@ def test_streamed_get_memory_stays_small():
     for i in range(0, len(raw), piece):
         decoder.receive_data(raw[i:i + piece])
         while (event := decoder.next_event()) is not NEED_DATA:
-            assert len(decoder._buffer) < 128 * 1024
+            assert len(decoder._input) < 128 * 1024
             if isinstance(event, ReplyData):
                 assert len(event.data) <= 3 * (piece + 3) // 4 + 3
                 digest.update(event.data)
                 size += len(event.data)
-        assert len(decoder._buffer) < 128 * 1024
+        assert len(decoder._input) < 128 * 1024
     assert size == len(content) and digest.digest() == hashlib.sha256(content).digest()
 
 
@@ -116,13 +118,13 @@ class CountingBuffer(bytearray):
 ], ids=["streamed-get", "large-list"])
 def test_reply_scanning_is_linear_in_small_pieces(raw):
     decoder = ReplyDecoder()
-    decoder._buffer = CountingBuffer()
+    decoder._input.data = CountingBuffer()
     for i in range(0, len(raw), 100):
         decoder.receive_data(raw[i:i + 100])
         while decoder.next_event() is not NEED_DATA:
             pass
-    assert not decoder._buffer and decoder._state == "START"
-    assert decoder._buffer.scanned <= 2 * len(raw)
+    assert not decoder._input.data and decoder.state == decoder.BETWEEN_REPLIES
+    assert decoder._input.data.scanned <= 2 * len(raw)
 
 
 # -- decoding: errors ---------------------------------------------------------------------
@@ -243,7 +245,6 @@ replies = st.one_of(
 )
 
 
-@FAST
 @given(name=reply_names, content=st.binary(max_size=300))
 def test_streamed_form_is_what_json_dumps_writes(name, content):
     b64 = base64.b64encode(content).decode()
@@ -253,7 +254,6 @@ def test_streamed_form_is_what_json_dumps_writes(name, content):
         "status": "OK", "data_namafile": name, "data_file": ""}
 
 
-@FAST
 @given(seq=st.lists(replies, min_size=1, max_size=6), data=st.data())
 def test_replies_back_to_back_in_any_chunking(seq, data):
     raw = b"".join(encode_reply_spec(r) for r in seq)
@@ -262,7 +262,6 @@ def test_replies_back_to_back_in_any_chunking(seq, data):
     assert normalize_replies(drive_replies(cut(raw, points))) == expected
 
 
-@FAST
 @given(seq=st.lists(replies, min_size=1, max_size=3))
 def test_replies_back_to_back_byte_by_byte(seq):
     raw = b"".join(encode_reply_spec(r) for r in seq)
@@ -270,7 +269,6 @@ def test_replies_back_to_back_byte_by_byte(seq):
     assert normalize_replies(drive_replies(bytewise(raw))) == expected
 
 
-@FAST
 @given(seq=st.lists(replies, min_size=1, max_size=4), data=st.data())
 def test_truncated_replies_fail_at_eof(seq, data):
     encoded = [encode_reply_spec(r) for r in seq]
@@ -304,7 +302,7 @@ REPLY_TOKENS = [b'{"status": "OK", "data_namafile": ', b', "data_file": "', b'"}
                 b"\r", b"\n", b"\\"]
 
 
-@SLOW
+@settings(max_examples=60)
 @given(raw=st.lists(st.sampled_from(REPLY_TOKENS), max_size=30).map(b"".join), data=st.data())
 def test_reply_events_do_not_depend_on_chunking(raw, data):
     reference = _drop_data_before_errors(decode(raw, whole))
@@ -313,7 +311,7 @@ def test_reply_events_do_not_depend_on_chunking(raw, data):
     assert _drop_data_before_errors(decode(raw, lambda r: cut(r, points))) == reference
 
 
-@SLOW
+@settings(max_examples=60)
 @given(raw=st.one_of(st.binary(max_size=400),
                      st.binary(max_size=300).map(lambda b: wire.get_reply_prefix("n") + b),
                      st.lists(st.sampled_from(REPLY_TOKENS), max_size=30).map(b"".join)),
