@@ -1,12 +1,13 @@
 # Run `make` or `make help` to list the targets.
 VENV   ?= .venv
 BACKEND ?= local
+REPEAT  ?= 3
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
 COMPOSE = $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-fast bench run images images-offline up down scenario matrix report k8s lint clean
+.PHONY: help install test test-fast capacity bench run images images-offline up down scenario matrix report course k8s lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-15s %s\n", $$1, $$2}'
@@ -51,8 +52,15 @@ scenario: install ## run scenarios: make scenario NAME="thread-pool5 process-poo
 matrix: install ## run every scenario of scenarios.yaml into results/<timestamp>/ [BACKEND=local]
 	$(PY) -m scenarios run --all --backend $(BACKEND)
 
+capacity: install ## capacity searches, both modes x pools 1/5/50/200, REPEAT times (default 3), then the report
+	$(PY) -m scenarios run 'capacity-*' --repeat $(REPEAT) --backend local
+	$(PY) -m scenarios report
+
 report: install ## charts, report.html, report.md for RESULTS=results/<timestamp> (default: newest)
 	$(PY) -m scenarios report $(RESULTS)
+
+course: install ## the course's transfer matrix into results/course/<timestamp>/ [ARGS=--quick]
+	$(PY) -m scenarios course $(ARGS)
 
 k8s: install ## regenerate k8s/overlays/ from scenarios.yaml
 	$(PY) -m scenarios k8s

@@ -9,7 +9,9 @@
 
 Modules: ``schema`` (the file), ``k8s`` (overlays), ``runner`` (the run loop and
 progress), ``backends`` (where a scenario runs), ``sampler`` (the server's /stats
-during a run), ``results`` (summary rows), ``limits`` (local cgroups), ``report``.
+during a run), ``results`` (summary rows), ``limits`` (local cgroups), ``generator``
+(Locust's CPU: was the load generator saturated?), ``placement`` (local CPU pinning:
+``run --server-cpuset 0 --locust-cpuset 1``), ``report``.
 """
 
 from scenarios.schema import (DEFAULT_FILE, Scenario, ScenarioError, ScenarioFile, Weights,

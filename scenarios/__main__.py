@@ -1,8 +1,9 @@
-"""``python -m scenarios list|validate|k8s|run|report``; see the package docstring."""
+"""``python -m scenarios list|validate|k8s|run|report|course``; see the package docstring."""
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import signal
 import sys
 from pathlib import Path
@@ -32,11 +33,22 @@ def table(scenario_file: ScenarioFile) -> str:
 def make_backend(name: str, scenario_file: ScenarioFile, args):
     from scenarios.backends import ComposeBackend, KubernetesBackend, LocalBackend
     if name == "local":
-        return LocalBackend(apply_limits=not args.no_limits)
+        return LocalBackend(apply_limits=not args.no_limits,
+                            cpu_placement=getattr(args, "cpu_placement", None))
     if name == "compose":
         return ComposeBackend(image_tag=args.image_tag)
     from scenarios.backends.kubernetes import Kubectl
     return KubernetesBackend(scenario_file, Kubectl(context=args.context))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
 
 
 def run(args, scenario_file: ScenarioFile) -> int:
@@ -47,17 +59,37 @@ def run(args, scenario_file: ScenarioFile) -> int:
         return 2
     chosen = list(scenario_file)
     if args.names:
-        unknown = [name for name in args.names if name not in scenario_file.names]
+        # a name may be a shell-style pattern: 'capacity-*'
+        matches = {name: fnmatch.filter(scenario_file.names, name) for name in args.names}
+        unknown = [name for name, found in matches.items() if not found]
         if unknown:
             print(f"error: no scenario named {', '.join(map(repr, unknown))} in "
                   f"{args.file} (see `python -m scenarios list`)", file=sys.stderr)
             return 2
-        chosen = [scenario_file.get(name) for name in dict.fromkeys(args.names)]
-    runner = Runner(make_backend(args.backend, scenario_file, args), Path(args.results))
+        names = dict.fromkeys(found for name in args.names for found in matches[name])
+        chosen = [scenario_file.get(name) for name in names]
+    from scenarios.placement import PlacementError, placement_from_options
+    try:
+        args.cpu_placement = placement_from_options(args.server_cpuset, args.locust_cpuset,
+                                                    args.backend)
+    except PlacementError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    backend = make_backend(args.backend, scenario_file, args)
+    searches = [s.name for s in chosen if s.capacity is not None]
+    if searches and not backend.runs_capacity_searches:
+        if args.names:
+            print(f"error: backend {args.backend} cannot run capacity searches yet "
+                  f"({', '.join(searches)}); use --backend local", file=sys.stderr)
+            return 2
+        print(f"note: skipping {len(searches)} capacity searches, which backend "
+              f"{args.backend} cannot run yet: {', '.join(searches)}", file=sys.stderr)
+        chosen = [s for s in chosen if s.capacity is None]
+    runner = Runner(backend, Path(args.results))
     # SIGTERM unwinds like Ctrl-C: every backend stops what it started
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        folder, rows = runner.run(chosen, args.file)
+        folder, rows = runner.run(chosen, args.file, repeat=args.repeat)
     except BackendError as error:
         print(f"error: backend {args.backend}: {error}", file=sys.stderr)
         return 1
@@ -93,8 +125,12 @@ def main(argv: list[str] | None = None) -> int:
                             ("run", "run scenarios and record their results")):
         command = commands.add_parser(name, help=help_text)
         if name == "run":
-            command.add_argument("names", nargs="*", metavar="NAME", help="scenarios to run")
+            command.add_argument("names", nargs="*", metavar="NAME",
+                                 help="scenarios to run; shell-style patterns like "
+                                      "'capacity-*' work too")
             command.add_argument("--all", action="store_true", help="run every scenario")
+            command.add_argument("--repeat", type=_positive_int, default=1, metavar="N",
+                                 help="run each scenario N times, interleaved (A B A B)")
             command.add_argument("--file", default=str(DEFAULT_FILE),
                                  help="scenario file (default: %(default)s)")
             command.add_argument("--backend", choices=BACKEND_NAMES, default="local",
@@ -103,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
                                  help="folder for results/<timestamp>/ (default: %(default)s)")
             command.add_argument("--no-limits", action="store_true",
                                  help="local: do not put the server in a cgroup")
+            command.add_argument("--server-cpuset", metavar="CPUS", default=None,
+                                 help="local: pin the server to these CPUs (taskset list: "
+                                      "0, 0-1, 0,2); not the server_cpus limit")
+            command.add_argument("--locust-cpuset", metavar="CPUS", default=None,
+                                 help="local: pin every Locust process to these CPUs "
+                                      "(default with --server-cpuset: the other CPUs)")
             command.add_argument("--image-tag", default="latest",
                                  help="compose: tag of the fileserver-lab images")
             command.add_argument("--context", default=None,
@@ -119,7 +161,13 @@ def main(argv: list[str] | None = None) -> int:
                                                  "for a results folder")
     command.add_argument("results_dir", nargs="?", metavar="RESULTS_DIR",
                          help="a results/<timestamp> folder (default: the newest)")
+    from scenarios import course
+    course.add_arguments(commands.add_parser(
+        "course", help="the course's transfer matrix: upload/download x volume x clients x "
+                       "pool x mode (see scenarios/course.py)"))
     args = parser.parse_args(argv)
+    if args.command == "course":
+        return course.run_from_args(args)
     if args.command == "report":
         if args.results_dir is None:
             args.results_dir = latest_results(RESULTS_ROOT)
@@ -145,11 +193,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: out of date with {args.file}: {', '.join(stale)} "
                   "(run `make k8s`)", file=sys.stderr)
             return 1
-        print(f"{args.out}: {len(scenario_file)} overlays, up to date")
+        print(f"{args.out}: {len(k8s.deployable(scenario_file))} overlays, up to date")
     else:
         written, removed = k8s.write_overlays(scenario_file, Path(args.out))
-        print(f"{args.out}: {len(scenario_file)} overlays, {written} files written, "
-              f"{removed} stale overlays removed")
+        print(f"{args.out}: {len(k8s.deployable(scenario_file))} overlays, "
+              f"{written} files written, {removed} stale overlays removed")
     return 0
 
 

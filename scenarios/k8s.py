@@ -10,6 +10,7 @@ Each overlay takes ``k8s/base`` and sets, from the scenario:
   activeDeadlineSeconds that covers start-up, the run and the results wait.
 
 The output depends only on the scenario file: same input, same bytes.
+Capacity searches get no overlay (see ``deployable``).
 """
 
 from __future__ import annotations
@@ -85,9 +86,15 @@ def overlay_files(scenario: Scenario) -> dict[str, str]:
     }
 
 
+def deployable(scenario_file: ScenarioFile) -> list[Scenario]:
+    """The scenarios with an overlay: capacity searches run with the local backend only
+    (the Locust image and the Job do not load locust/capacity_shape.py yet)."""
+    return [scenario for scenario in scenario_file if scenario.capacity is None]
+
+
 def render_overlays(scenario_file: ScenarioFile) -> dict[str, dict[str, str]]:
     """Scenario name -> {file name: content}."""
-    return {scenario.name: overlay_files(scenario) for scenario in scenario_file}
+    return {scenario.name: overlay_files(scenario) for scenario in deployable(scenario_file)}
 
 
 def _generated(directory: Path) -> bool:

@@ -22,6 +22,9 @@ import html
 import json
 from pathlib import Path
 
+from scenarios.generator import SATURATED_NOTE, SATURATION_THRESHOLD_PCT
+from scenarios.placement import PlacementError, parse_cpu_list
+from scenarios import findings
 from scenarios.results import SUMMARY_FILE, read_summary
 
 CHART_SIZE_INCHES = (8.0, 4.5)
@@ -32,10 +35,12 @@ LOAD_KEYS = ("users", "spawn_rate", "duration_s", "locust_workers", "server_cpus
              "server_memory")
 TABLE_COLUMNS = (("scenario", "scenario"), ("status", "status"), ("mode", "mode"),
                  ("pool", "pool"), ("server_cpus", "CPUs"), ("server_memory", "memory"),
-                 ("users", "users"), ("rps", "req/s"), ("p50_ms", "p50 ms"),
+                 ("users", "users"), ("runs", "runs"),
+                 ("capacity_rps", "capacity req/s"), ("capacity_users", "at users"),
+                 ("rps", "req/s"), ("p50_ms", "p50 ms"),
                  ("p95_ms", "p95 ms"), ("failure_pct", "failed %"),
                  ("server_cpu_pct_mean", "CPU % mean"), ("server_pss_mb_max", "PSS MiB max"),
-                 ("busy_workers_max", "busy max"))
+                 ("busy_workers_max", "busy max"), ("locust_cpu_max_pct", "Locust CPU % max"))
 
 
 class ReportError(ValueError):
@@ -54,8 +59,8 @@ def pool_sweep(rows: list[dict]) -> list[dict]:
     or pool size, sorted by mode and pool."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if row["rps"] is None:
-            continue
+        if row["rps"] is None or row.get("capacity_rps") is not None:
+            continue        # a capacity search's overall rps mixes all its steps
         groups.setdefault(tuple(row[key] for key in LOAD_KEYS), []).append(row)
     candidates = [group for group in groups.values()
                   if len({(r["mode"], r["pool"]) for r in group}) > 1]
@@ -83,11 +88,15 @@ def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
     figure, axes = _figure(plt, title)
     pools = sorted({row["pool"] for row in sweep})
     for mode in sorted({row["mode"] for row in sweep}):
-        points = sorted((row["pool"], row[key]) for row in sweep
-                        if row["mode"] == mode and row[key] is not None)
-        if points:
-            axes.plot([pools.index(p) for p, _ in points], [v for _, v in points],
-                      marker="o", label=mode, color=MODE_COLOURS.get(mode))
+        mine = sorted((row for row in sweep if row["mode"] == mode and row[key] is not None),
+                      key=lambda row: row["pool"])
+        if mine:
+            # repeated runs: the median, with the lowest and highest run as error bars
+            errors = [[row[key] - row.get(f"{key}_min", row[key]) for row in mine],
+                      [row.get(f"{key}_max", row[key]) - row[key] for row in mine]]
+            axes.errorbar([pools.index(row["pool"]) for row in mine], [row[key] for row in mine],
+                          yerr=errors, capsize=4, marker="o", label=mode,
+                          color=MODE_COLOURS.get(mode))
     axes.set_xticks(range(len(pools)), [str(p) for p in pools])
     axes.set_xlabel("pool size (threads or processes)")
     axes.set_ylabel(label)
@@ -133,10 +142,15 @@ def _per_scenario_chart(plt, rows: list[dict], series: list[tuple[str, str]], yl
     return _save(plt, figure, path)
 
 
-def write_charts(rows: list[dict], charts: Path) -> list[Path]:
+def write_charts(rows: list[dict], charts: Path, results: Path | None = None) -> list[Path]:
+    """The charts of ``rows`` (one per scenario, repeated runs aggregated)."""
     plt = _pyplot()
     charts.mkdir(exist_ok=True)
-    written = []
+    figure_args = {"figsize": CHART_SIZE_INCHES, "dpi": CHART_DPI}
+    written = [chart for chart in (
+        findings.capacity_chart(plt, rows, charts / "capacity.png", figure_args),
+        findings.latency_throughput_chart(plt, results, rows, charts / "latency-vs-throughput.png",
+                                          figure_args) if results else None) if chart]
     sweep = pool_sweep(rows)
     if len({row["pool"] for row in sweep}) > 1:
         written.append(_pool_line_chart(plt, sweep, "rps", "requests/s",
@@ -168,9 +182,64 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _caveats(info: dict, rows: list[dict]) -> list[str]:
+def _saturated(row: dict) -> bool:
+    return row.get("load_generator_saturated") == "yes"
+
+
+SPREAD_IN_TABLE = ("capacity_rps", "rps", "p50_ms", "p95_ms")
+
+
+def _table_cell(row: dict, key: str) -> str:
+    """A table cell; a saturated run's status says it is not trustworthy, and a
+    repeated scenario's main figures show the lowest and highest run."""
+    if key == "status" and _saturated(row):
+        return f"{_cell(row[key])}, NOT TRUSTWORTHY: generator saturated"
+    if key in SPREAD_IN_TABLE and row.get("runs", 1) > 1 and row[key] is not None \
+            and row[key + "_min"] != row[key + "_max"]:
+        return f"{_cell(row[key])} ({_cell(row[key + '_min'])}–{_cell(row[key + '_max'])})"
+    return _cell(row.get(key))
+
+
+def _generator_caveats(info: dict, rows: list[dict]) -> list[str]:
+    """Saturated runs (never silently), runs whose generator was not checked, placement."""
     notes = []
-    if info.get("backend") == "local":
+    saturated = [row for row in rows if _saturated(row)]
+    if saturated:
+        notes.append(
+            f"NOT TRUSTWORTHY: {', '.join(row['scenario'] for row in saturated)}: "
+            f"{SATURATED_NOTE} (a Locust worker above {SATURATION_THRESHOLD_PCT:g} % of a core, "
+            "or Locust's own CPU warning); rerun with more Locust workers or with the server "
+            "and Locust on separate CPUs.")
+    measured = [row for row in rows if row["rps"] is not None]
+    unchecked = [row["scenario"] for row in measured
+                 if row.get("load_generator_saturated") is None]
+    if unchecked:
+        notes.append("The load generator was not checked"
+                     + ("" if len(unchecked) == len(measured)
+                        else " for: " + ", ".join(unchecked))
+                     + " (Locust's CPU is sampled by the local backend only).")
+    placement = info.get("placement")
+    if placement:
+        notes.append(f"CPU placement: the server pinned to CPU {placement.get('server')}, "
+                     f"every Locust process to CPU {placement.get('locust')} "
+                     f"(CPU affinity set with {placement.get('method', '?')}, inherited by the "
+                     "server's forked workers).")
+        try:
+            server_cpus = len(parse_cpu_list(str(placement.get("server"))))
+        except PlacementError:
+            server_cpus = None
+        capped = [row["scenario"] for row in rows
+                  if server_cpus and (row["server_cpus"] or 0) > server_cpus]
+        if capped:
+            notes.append(f"The server had {server_cpus} CPU{'s' if server_cpus > 1 else ''} "
+                         "to run on, less than the server_cpus limit of: "
+                         + ", ".join(capped) + ".")
+    return notes
+
+
+def _caveats(info: dict, rows: list[dict]) -> list[str]:
+    notes = _generator_caveats(info, rows)
+    if info.get("backend") == "local" and not info.get("placement"):
         cpus = info.get("machine", {}).get("cpus")
         notes.append(f"Local backend: Locust and the server shared one machine ({cpus} CPUs), "
                      "so Locust's own CPU use competes with the server's.")
@@ -197,7 +266,10 @@ def highlights(rows: list[dict]) -> list[str]:
         lines.append(f"{mode}: highest throughput {best['rps']:.1f} req/s at pool {best['pool']}; "
                      f"p95 from {min(r['p95_ms'] or 0 for r in mine):.0f} to "
                      f"{max(r['p95_ms'] or 0 for r in mine):.0f} ms across pools "
-                     f"{', '.join(str(r['pool']) for r in mine)}.")
+                     f"{', '.join(str(r['pool']) for r in mine)}."
+                     + (" Not trustworthy: the load generator was saturated in "
+                        + ", ".join(r["scenario"] for r in mine if _saturated(r)) + "."
+                        if any(_saturated(r) for r in mine) else ""))
     failing = [row for row in rows if row["failures"]]
     if failing:
         lines.append("Failures: " + ", ".join(f"{row['scenario']} {row['failure_pct']:.1f}%"
@@ -212,20 +284,23 @@ def markdown_table(rows: list[dict]) -> str:
              "|" + "|".join("---" if key in ("scenario", "status", "mode", "server_memory")
                             else "---:" for key, _ in TABLE_COLUMNS) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(_cell(row[key]) for key, _ in TABLE_COLUMNS) + " |")
+        lines.append("| " + " | ".join(_table_cell(row, key) for key, _ in TABLE_COLUMNS) + " |")
     return "\n".join(lines)
 
 
 def _run_line(info: dict, rows: list[dict]) -> str:
     machine = info.get("machine", {})
-    return (f"{len(rows)} scenarios, backend {info.get('backend', '?')}, "
+    runs = sum(row.get("runs", 1) for row in rows)
+    return (f"{len(rows)} scenarios" + (f" ({runs} runs)" if runs > len(rows) else "")
+            + f", backend {info.get('backend', '?')}, "
             f"{info.get('started', '?')} to {info.get('finished', '?')}, "
             f"commit {info.get('git_commit') or '?'}, {machine.get('cpus', '?')} CPUs, "
             f"Python {machine.get('python', '?')}")
 
 
 def write_markdown(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -> Path:
-    parts = [f"# Load-lab report: {folder.name}", "", _run_line(info, rows), ""]
+    parts = [f"# Load-lab report: {folder.name}", "", " ".join(findings.answer(rows)), "",
+             _run_line(info, rows), ""]
     parts += [f"- {line}" for line in highlights(rows) + _caveats(info, rows)]
     parts += ["", markdown_table(rows), ""]
     parts += [f"![{chart.stem}]({chart.relative_to(folder).as_posix()})" for chart in charts]
@@ -240,6 +315,7 @@ table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.error td { background: #fde8e8; }
+tr.saturated td { background: #fff3cd; }
 img { max-width: 100%; display: block; margin: 1em 0; }
 """
 
@@ -250,17 +326,19 @@ def write_html(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -
              f"<title>Load-lab report {esc(folder.name)}</title>",
              f"<style>{HTML_STYLE}</style></head><body>",
              f"<h1>Load-lab report {esc(folder.name)}</h1>",
+             f"<p><strong>{esc(' '.join(findings.answer(rows)))}</strong></p>",
              f"<p>{esc(_run_line(info, rows))}</p><ul>"]
     parts += [f"<li>{esc(line)}</li>" for line in highlights(rows) + _caveats(info, rows)]
     parts += ["</ul><table><thead><tr>"]
     parts += [f"<th>{esc(title)}</th>" for _, title in TABLE_COLUMNS]
     parts += ["</tr></thead><tbody>"]
     for row in rows:
-        css = ' class="error"' if row["status"] == "error" else ""
+        css = (' class="error"' if row["status"] == "error" else
+               f' class="saturated" title="{esc(SATURATED_NOTE)}"' if _saturated(row) else "")
         cells = []
         for key, _ in TABLE_COLUMNS:
-            numeric = ' class="n"' if isinstance(row[key], (int, float)) else ""
-            cells.append(f"<td{numeric}>{esc(_cell(row[key]))}</td>")
+            numeric = ' class="n"' if isinstance(row.get(key), (int, float)) else ""
+            cells.append(f"<td{numeric}>{esc(_table_cell(row, key))}</td>")
         parts.append(f"<tr{css}>{''.join(cells)}</tr>")
     parts.append("</tbody></table>")
     for chart in charts:
@@ -285,9 +363,10 @@ def write_report(folder: Path) -> list[Path]:
         info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         info = {}
-    charts = write_charts(rows, folder / "charts")
-    return [*charts, write_html(folder, info, rows, charts),
-            write_markdown(folder, info, rows, charts)]
+    scenarios = findings.aggregate(rows)
+    charts = write_charts(scenarios, folder / "charts", folder)
+    return [*charts, write_html(folder, info, scenarios, charts),
+            write_markdown(folder, info, scenarios, charts)]
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -8,6 +8,11 @@ A scenario folder holds what its backend collected:
 ``server-stats.jsonl``
     the server's ``/stats`` sampled during the run (see ``sampler``): CPU,
     memory and busy workers.
+``locust-cpu.jsonl``, ``locust.log``
+    the Locust processes' CPU (local backend) and Locust's own CPU warning:
+    whether the load generator was saturated (see ``generator``).
+``locust_capacity_steps.csv``, ``locust_capacity.json``
+    a capacity search's judged steps and its outcome (``locust/capacity_shape.py``).
 ``scenario.json``
     the scenario as run, the backend and whether its limits were enforced.
 """
@@ -19,6 +24,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from scenarios.generator import generator_check
 from scenarios.sampler import read_samples
 from scenarios.schema import Scenario
 
@@ -26,19 +32,24 @@ LOCUST_PREFIX = "locust"                 # Locust's --csv prefix inside a scenar
 STATS_FILE = "server-stats.jsonl"
 SCENARIO_FILE = "scenario.json"
 SUMMARY_FILE = "summary.csv"
+CAPACITY_STEPS_FILE = f"{LOCUST_PREFIX}_capacity_steps.csv"    # written by capacity_shape.py
+CAPACITY_OUTCOME_FILE = f"{LOCUST_PREFIX}_capacity.json"
 
 SUMMARY_COLUMNS = (
-    "scenario", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
+    "scenario", "run_index", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
     "limits_enforced", "users", "spawn_rate", "duration_s", "locust_workers",
     "requests", "failures", "failure_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms",
-    "max_ms", "server_cpu_pct_mean", "server_cpu_pct_max", "server_pss_mb_max",
+    "max_ms", "capacity_rps", "capacity_users", "capacity_steps", "capacity_stopped",
+    "server_cpu_pct_mean", "server_cpu_pct_max", "server_pss_mb_max",
     "server_rss_mb_max",
     "busy_workers_mean", "busy_workers_max", "server_requests", "server_errors",
-    "samples", "note",
+    "samples", "locust_cpu_max_pct", "load_generator_saturated", "note",
 )
 NUMERIC_COLUMNS = frozenset(SUMMARY_COLUMNS) - {
-    "scenario", "backend", "status", "mode", "server_memory", "limits_enforced", "note"}
-INTEGER_COLUMNS = frozenset({"pool", "users", "requests", "failures", "locust_workers",
+    "scenario", "backend", "status", "mode", "server_memory", "limits_enforced",
+    "capacity_stopped", "load_generator_saturated", "note"}
+INTEGER_COLUMNS = frozenset({"run_index", "capacity_users", "capacity_steps",
+                             "pool", "users", "requests", "failures", "locust_workers",
                              "duration_s", "busy_workers_max", "server_requests",
                              "server_errors", "samples"})
 
@@ -115,11 +126,42 @@ def server_usage(samples: list[dict]) -> dict:
     return usage
 
 
-def summarise(folder: Path, status: str, note: str = "") -> dict:
+def read_capacity_steps(folder: Path) -> list[dict]:
+    """A capacity search's judged steps (none for a fixed-load scenario)."""
+    path = folder / CAPACITY_STEPS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [{key: value if key == "met_objective" else _number(value)
+                 for key, value in row.items()} for row in csv.DictReader(f)]
+
+
+def capacity_result(folder: Path) -> dict:
+    """capacity_* columns: the search's outcome, or what its steps say if it was cut short."""
+    steps = read_capacity_steps(folder)
+    outcome_path = folder / CAPACITY_OUTCOME_FILE
+    if not steps and not outcome_path.exists():
+        return {}
+    met = [step for step in steps if step["met_objective"] == "yes"]
+    best = max(met, key=lambda step: step["rps"]) if met else None
+    result = {"capacity_rps": best["rps"] if best else 0.0,
+              "capacity_users": int(best["users"]) if best else 0,
+              "capacity_steps": len(steps),
+              "capacity_stopped": f"interrupted after {len(steps)} judged steps"}
+    if outcome_path.exists():
+        outcome = json.loads(outcome_path.read_text(encoding="utf-8"))
+        result.update(capacity_rps=outcome["capacity_rps"],
+                      capacity_users=outcome["capacity_users"],
+                      capacity_stopped=outcome["stopped_because"])
+    return result
+
+
+def summarise(folder: Path, status: str, note: str = "", run_index: int = 1) -> dict:
     """The summary row of one scenario folder (also written as ``result.json``)."""
     record = json.loads((folder / SCENARIO_FILE).read_text(encoding="utf-8"))
     row = {key: None for key in SUMMARY_COLUMNS}
-    row.update(scenario=record["name"], backend=record["backend"], status=status,
+    row.update(scenario=record["name"], run_index=run_index, backend=record["backend"],
+               status=status,
                mode=record["mode"], pool=record["pool"], server_cpus=record["server_cpus"],
                server_memory=record["server_memory"],
                limits_enforced="yes" if record["limits_enforced"] else "no",
@@ -143,6 +185,9 @@ def summarise(folder: Path, status: str, note: str = "") -> dict:
         if row["rps"] is not None:
             row["rps"] = round(row["rps"], 2)
     row.update(server_usage(read_samples(folder / STATS_FILE)))
+    row.update(capacity_result(folder))
+    generator, generator_note = generator_check(folder, row["requests"] is not None)
+    row.update(generator, note="; ".join(filter(None, [row["note"], generator_note])))
     (folder / "result.json").write_text(json.dumps(row, indent=2) + "\n", encoding="utf-8")
     return row
 

@@ -4,8 +4,10 @@
 
     results/20261124-101500/
         run.json            backend, machine, git commit, scenarios, start and end
-        summary.csv         one row per scenario (see scenarios.results), rewritten
-                            after each scenario so an interrupted run keeps its rows
+        summary.csv         one row per scenario run (see scenarios.results), rewritten
+                            after each run so an interrupted run keeps its rows;
+                            with --repeat N each scenario has N rows (run_index) and
+                            its folders are thread-pool5/run-1/ ... run-N/
         thread-pool5/       scenario.json, result.json, locust_stats.csv,
                             locust_stats_history.csv, report.html, server-stats.jsonl,
                             server.log, locust.log, ...
@@ -89,7 +91,9 @@ class ProgressLine:
         failures = row.get("failures")
         self.out.write(f"{self.prefix}: {outcome.status} | {rps}, {p95}, "
                        f"{failures if failures is not None else '?'} failures"
-                       + (f" | {outcome.note}" if outcome.note else "") + "\n")
+                       + (f" | {outcome.note}" if outcome.note else "")
+                       + (" | load generator SATURATED: not the server's numbers"
+                          if row.get("load_generator_saturated") == "yes" else "") + "\n")
         self.out.flush()
 
 
@@ -100,24 +104,33 @@ class Runner:
         self.results_root = results_root
         self.out = out
 
-    def run(self, scenarios: list[Scenario], scenario_file: str = "") -> tuple[Path, list[dict]]:
-        """Run ``scenarios`` in order; returns the run folder and the summary rows."""
+    def run(self, scenarios: list[Scenario], scenario_file: str = "",
+            repeat: int = 1) -> tuple[Path, list[dict]]:
+        """Run ``scenarios`` in order, ``repeat`` times interleaved (A B A B, so that
+        drift on the machine hits every scenario alike); returns the run folder and
+        the summary rows, one per run."""
         self.backend.check()
         folder = new_run_folder(self.results_root)
         run_info = {
             "backend": self.backend.name, "scenario_file": scenario_file,
-            "scenarios": [s.name for s in scenarios], "git_commit": _git_commit(),
+            "scenarios": [s.name for s in scenarios], "repeat": repeat,
+            "git_commit": _git_commit(),
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version()},
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "placement": getattr(self.backend, "placement", None),   # CPUs of server, Locust
         }
         self._write_run_info(folder, run_info)
-        self.out.write(f"{len(scenarios)} scenarios, backend {self.backend.name}, "
-                       f"results in {folder}\n")
+        runs = [(run_index, scenario) for run_index in range(1, repeat + 1)
+                for scenario in scenarios]
+        self.out.write(f"{len(scenarios)} scenarios"
+                       + (f" x {repeat} runs, interleaved" if repeat > 1 else "")
+                       + f", backend {self.backend.name}, results in {folder}\n")
         rows: list[dict] = []
         try:
-            for index, scenario in enumerate(scenarios, 1):
-                rows.append(self.run_one(folder, index, len(scenarios), scenario))
+            for index, (run_index, scenario) in enumerate(runs, 1):
+                rows.append(self.run_one(folder, index, len(runs), scenario,
+                                         run_index if repeat > 1 else None))
                 write_summary(folder / SUMMARY_FILE, rows)
         finally:
             run_info["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -126,9 +139,13 @@ class Runner:
             write_summary(folder / SUMMARY_FILE, rows)
         return folder, rows
 
-    def run_one(self, run_folder: Path, index: int, count: int, scenario: Scenario) -> dict:
+    def run_one(self, run_folder: Path, index: int, count: int, scenario: Scenario,
+                run_index: int | None = None) -> dict:
+        """One run into ``<scenario>/`` (``<scenario>/run-<k>/`` when repeated)."""
         folder = run_folder / scenario.name
-        folder.mkdir()
+        if run_index is not None:
+            folder = folder / f"run-{run_index}"
+        folder.mkdir(parents=True)
         progress = ProgressLine(self.out, index, count, scenario)
         write_scenario_record(folder, scenario_record(scenario, self.backend.name, False))
         try:
@@ -137,7 +154,7 @@ class Runner:
             outcome = Outcome("error", f"{type(error).__name__}: {error}", False)
         write_scenario_record(folder, scenario_record(scenario, self.backend.name,
                                                       outcome.limits_enforced))
-        row = summarise(folder, outcome.status, outcome.note)
+        row = summarise(folder, outcome.status, outcome.note, run_index or 1)
         progress.done(outcome, row)
         return row
 

@@ -26,6 +26,7 @@ the key and the bad value, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -37,6 +38,7 @@ from typing import Any
 import yaml
 
 import wire
+from client.capacity import CAPACITY_DEFAULTS, capacity_ramp_seconds
 from client.workload import DEFAULT_WEIGHTS, SIZE_UNITS, size_label
 from server.config import MAX_POOL, MIN_POOL, MODES
 
@@ -63,8 +65,12 @@ WAIT_RE = re.compile(rf"^({WAIT_NUMBER})(?:-({WAIT_NUMBER}))?$")
 TOP_LEVEL_KEYS = ("defaults", "scenarios", "matrix")
 SCENARIO_KEYS = ("name", "description", "mode", "pool", "server_cpus", "server_memory",
                  "users", "spawn_rate", "duration", "locust_workers", "weights",
-                 "file_sizes", "upload_size", "wait")
-REQUIRED_KEYS = tuple(k for k in SCENARIO_KEYS if k not in ("description", "weights"))
+                 "file_sizes", "upload_size", "wait", "capacity")
+REQUIRED_KEYS = tuple(k for k in SCENARIO_KEYS if k not in ("description", "weights",
+                                                           "capacity"))
+# After a capacity search's last step, the master judges it once the workers'
+# reports are in (locust/capacity_shape.py): this much longer than the steps.
+CAPACITY_SLACK_SECONDS = 15
 
 
 class ScenarioError(ValueError):
@@ -84,6 +90,39 @@ class Weights:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """A capacity search run by ``locust/capacity_shape.py`` (``client.capacity``
+    says what each key means)."""
+    slo_p95_ms: float = CAPACITY_DEFAULTS["slo_p95_ms"]
+    max_failure_ratio: float = CAPACITY_DEFAULTS["max_failure_ratio"]
+    start_users: int = CAPACITY_DEFAULTS["start_users"]
+    step_users: int = CAPACITY_DEFAULTS["step_users"]
+    step_seconds: int = CAPACITY_DEFAULTS["step_seconds"]
+    max_users: int = CAPACITY_DEFAULTS["max_users"]
+    min_growth: float = CAPACITY_DEFAULTS["min_growth"]
+    flat_steps: int = CAPACITY_DEFAULTS["flat_steps"]
+
+    @property
+    def steps(self) -> int:
+        return math.ceil((self.max_users - self.start_users) / self.step_users) + 1
+
+    @property
+    def max_seconds(self) -> int:
+        """The longest the search can take."""
+        return self.steps * self.step_seconds + CAPACITY_SLACK_SECONDS
+
+    def ramp_seconds(self, spawn_rate: float) -> int:
+        return capacity_ramp_seconds(self.step_users, spawn_rate)
+
+    def locust_env(self) -> list[tuple[str, str]]:
+        return [(f"LOCUST_CAPACITY_{key.upper()}", f"{getattr(self, key):g}")
+                for key in CAPACITY_KEYS]
+
+
+CAPACITY_KEYS = tuple(f.name for f in dataclasses.fields(Capacity))
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     mode: str
@@ -99,6 +138,7 @@ class Scenario:
     upload_size: str
     wait: str
     description: str = ""
+    capacity: Capacity | None = None    # a capacity search instead of a fixed load
 
     @property
     def server_cpu_quantity(self) -> str:
@@ -131,6 +171,8 @@ class Scenario:
             ("LOCUST_UPLOAD_SIZE", self.upload_size),
             ("LOCUST_WAIT", self.wait),
         ]
+        if self.capacity is not None:
+            pairs += self.capacity.locust_env()
         return pairs
 
 
@@ -318,12 +360,48 @@ def check_weights(value: Any, base: dict[str, int]) -> Weights:
     return Weights(**merged)
 
 
+CAPACITY_BOUNDS = {          # key: (kind, lowest, highest)
+    "slo_p95_ms": (float, 0.001, 3_600_000), "max_failure_ratio": (float, 0, 1),
+    "start_users": (int, 1, USERS_MAX), "step_users": (int, 1, USERS_MAX),
+    "step_seconds": (int, 2, DURATION_MAX), "max_users": (int, 1, USERS_MAX),
+    "min_growth": (float, 0, 10), "flat_steps": (int, 1, 1000),
+}
+
+
+def check_capacity(value: Any) -> Capacity:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise _Bad(f"{_show(value)} is not a mapping of {', '.join(CAPACITY_KEYS)}")
+    settings = {}
+    for key, item in value.items():
+        if key not in CAPACITY_BOUNDS:
+            raise _Bad(f"unknown key {_show(key)} (known: {', '.join(CAPACITY_KEYS)})")
+        kind, low, high = CAPACITY_BOUNDS[key]
+        try:
+            settings[key] = _int(item, low, high) if kind is int else _number(item)
+        except _Bad as bad:
+            raise _Bad(f"{key}: {bad}") from None
+        if kind is float and not (low <= settings[key] <= high) or \
+                key == "slo_p95_ms" and settings[key] <= 0:
+            raise _Bad(f"{key}: {_show(item)} is not "
+                       + ("greater than 0" if key == "slo_p95_ms" else f"between {low} and {high}"))
+    capacity = Capacity(**settings)
+    if capacity.max_users < capacity.start_users:
+        raise _Bad(f"max_users: {capacity.max_users} is below start_users "
+                   f"({capacity.start_users})")
+    if capacity.steps > CAPACITY_BOUNDS["flat_steps"][2]:
+        raise _Bad(f"step_users: {capacity.step_users} makes {capacity.steps} steps from "
+                   f"{capacity.start_users} to {capacity.max_users} (at most 1000)")
+    return capacity
+
+
 CHECKS = {
     "name": check_name, "description": _str, "mode": check_mode, "pool": check_pool,
     "server_cpus": check_cpus, "server_memory": check_memory, "users": check_users,
     "spawn_rate": check_spawn_rate, "duration": check_duration,
     "locust_workers": check_workers, "file_sizes": check_sizes,
-    "upload_size": check_size, "wait": check_wait,
+    "upload_size": check_size, "wait": check_wait, "capacity": check_capacity,
 }
 
 
@@ -362,6 +440,17 @@ def _build(where: str, entry: dict, defaults: dict) -> Scenario:
         except _Bad as bad:
             raise ScenarioError(f"{where}: key {key!r}: {bad}") from None
     values.setdefault("weights", Weights(**DEFAULT_WEIGHTS))
+    capacity = values.get("capacity")
+    if capacity is not None:
+        ramp = capacity.ramp_seconds(values["spawn_rate"])
+        if capacity.step_seconds <= ramp:
+            raise ScenarioError(
+                f"{where}: key 'capacity': step_seconds: {capacity.step_seconds} leaves no "
+                f"window to measure: the step's users take {ramp} s to start at spawn_rate "
+                f"{values['spawn_rate']:g} (raise step_seconds or spawn_rate)")
+        # a search runs until it stops itself; duration is only its upper bound
+        values["duration"] = capacity.max_seconds
+        values["users"] = capacity.max_users
     return Scenario(**values)
 
 

@@ -13,6 +13,7 @@ from server.launcher import http_status, wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO_ROOT / "locust" / "locustfile.py"
+CAPACITY_SHAPE = REPO_ROOT / "locust" / "capacity_shape.py"
 # Locust's exit status: 0 clean, 1 requests failed (--max-fail-ratio exceeded)
 EXIT_STATUS = {0: "ok", 1: "failures"}
 # Locust needs time beyond --run-time: workers joining, seeding GET files, stopping
@@ -41,10 +42,18 @@ class Outcome:
         return cls(status, "; ".join(filter(None, [problem, note])), limits_enforced)
 
 
+def locustfiles(scenario: Scenario) -> str:
+    """Locust's -f: the users, and for a capacity search the shape that drives them."""
+    files = [LOCUSTFILE] + ([CAPACITY_SHAPE] if scenario.capacity is not None else [])
+    return ",".join(str(path) for path in files)
+
+
 class Backend:
     """Runs one scenario at a time; see the package docstring for the contract."""
 
     name = ""
+    runs_capacity_searches = False      # the backend loads locust/capacity_shape.py
+    placement: dict | None = None   # CPU placement of server and Locust, for run.json
 
     def check(self) -> None:
         """Raise BackendError when this backend cannot run on this machine."""

@@ -3,7 +3,9 @@
 No Docker needed.  The server's CPU and memory limits are applied with a
 cgroup when this process may make one (see ``scenarios.limits``); otherwise
 the run is recorded as unlimited.  Locust shares the machine with the server,
-which the report says next to the numbers.
+which the report says next to the numbers, unless a ``Placement`` pins the
+server and Locust to separate CPUs.  The CPU of every Locust process is sampled
+into ``locust-cpu.jsonl`` (see ``scenarios.generator``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import uuid
 from pathlib import Path
 
 from scenarios import limits as cgroup_limits
-from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, LOCUSTFILE, REPO_ROOT, Backend,
-                                     BackendError, Outcome, Progress, stop_process,
+from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, REPO_ROOT, Backend,
+                                     BackendError, Outcome, Progress, locustfiles, stop_process,
                                      wait_for_exit)
+from scenarios.generator import CPU_FILE, LocustCpuSampler
+from scenarios.placement import Placement
 from scenarios.results import LOCUST_PREFIX, STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario
@@ -30,10 +34,14 @@ READY_TIMEOUT = 30.0
 
 class LocalBackend(Backend):
     name = "local"
+    runs_capacity_searches = True
 
-    def __init__(self, python: str = sys.executable, apply_limits: bool = True):
+    def __init__(self, python: str = sys.executable, apply_limits: bool = True,
+                 cpu_placement: Placement | None = None):
         self.python = python
         self.apply_limits = apply_limits
+        self.cpu_placement = cpu_placement
+        self.placement = cpu_placement.record() if cpu_placement else None
 
     def check(self) -> None:
         probe = subprocess.run([self.python, "-c", "import locust, server"], cwd=REPO_ROOT,
@@ -42,8 +50,9 @@ class LocalBackend(Backend):
             raise BackendError(f"{self.python} cannot import locust and server "
                                "(run `make install` first)")
 
-    def _locust(self, *args: str) -> list[str]:
-        return [self.python, "-m", "locust", "-f", str(LOCUSTFILE), *args]
+    def _locust(self, scenario: Scenario, *args: str) -> list[str]:
+        pin = self.cpu_placement.locust_prefix() if self.cpu_placement else []
+        return [*pin, self.python, "-m", "locust", "-f", locustfiles(scenario), *args]
 
     def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
         storage = tempfile.mkdtemp(prefix="fileserver-lab-")
@@ -54,14 +63,15 @@ class LocalBackend(Backend):
                 scenario.server_cpus, scenario.memory_bytes)
             limits_note = f"limits not applied: {why}" if limits is None else ""
         enforced = limits is not None
+        pin = self.cpu_placement.server_prefix() if self.cpu_placement else []
         server = ServerProcess(storage, scenario.mode, scenario.pool,
                                log_path=folder / "server.log", python=self.python,
-                               wrapper=limits.wrap([]) if limits else (),
+                               wrapper=limits.wrap(pin) if limits else pin,
                                ready_timeout=READY_TIMEOUT, log_level="INFO",
                                stats_interval=10)
         locust_log = open(folder / "locust.log", "wb")
         locust_processes: list[subprocess.Popen] = []
-        sampler = None
+        sampler = cpu_sampler = None
         try:
             try:
                 server.start()
@@ -73,7 +83,7 @@ class LocalBackend(Backend):
                        LOCUST_EXPECT_WORKERS_MAX_WAIT="60")
             master_port = free_port()
             master = subprocess.Popen(
-                self._locust("--master", "--master-bind-host", "127.0.0.1",
+                self._locust(scenario, "--master", "--master-bind-host", "127.0.0.1",
                              "--master-bind-port", str(master_port), "--headless",
                              "--host", f"tcp://127.0.0.1:{server.port}",
                              "--server-stats-url", stats_url,
@@ -83,15 +93,21 @@ class LocalBackend(Backend):
             locust_processes.append(master)
             for _ in range(scenario.locust_workers):
                 locust_processes.append(subprocess.Popen(
-                    self._locust("--worker", "--master-host", "127.0.0.1",
+                    self._locust(scenario, "--worker", "--master-host", "127.0.0.1",
                                  "--master-port", str(master_port)),
                     cwd=folder, env=env, stdout=locust_log, stderr=subprocess.STDOUT))
+            cpu_sampler = LocustCpuSampler(
+                {"master": master.pid, **{f"worker-{index}": process.pid for index, process
+                                          in enumerate(locust_processes[1:], 1)}},
+                folder / CPU_FILE).start()
             code = wait_for_exit(master, scenario.duration + LOCUST_OVERHEAD_SECONDS,
                                  progress, lambda: sampler.latest)
             return Outcome.from_exit_code(code, limits_note, enforced)
         finally:
             if sampler is not None:
                 sampler.stop()
+            if cpu_sampler is not None:
+                cpu_sampler.stop()
             for process in reversed(locust_processes):
                 stop_process(process, timeout=15)
             locust_log.close()

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from scenarios import DEFAULT_FILE, load
-from scenarios.k8s import MARKER, OVERLAYS_DIR, K8S_DIR, render_overlays, \
+from scenarios.k8s import MARKER, OVERLAYS_DIR, K8S_DIR, deployable, render_overlays, \
     write_overlays
 
 SHIPPED = load(DEFAULT_FILE)
-NAMES = list(SHIPPED.names)
+NAMES = [scenario.name for scenario in deployable(SHIPPED)]
 EXPECTED_KINDS = sorted([("Deployment", "fileserver"), ("Deployment", "locust-master"),
                          ("Deployment", "locust-worker"), ("Job", "locust-run"),
                          ("Service", "fileserver"), ("Service", "locust-master")])
@@ -68,7 +68,7 @@ def test_generation_is_deterministic():
 
 @pytest.mark.unit
 def test_write_overlays_is_idempotent_and_prunes_only_generated_folders(tmp_path):
-    assert write_overlays(SHIPPED, tmp_path) == (3 * len(SHIPPED), 0)
+    assert write_overlays(SHIPPED, tmp_path) == (3 * len(NAMES), 0)
     assert write_overlays(SHIPPED, tmp_path) == (0, 0)
     (tmp_path / "gone-scenario").mkdir()
     (tmp_path / "gone-scenario" / "kustomization.yaml").write_text(MARKER + "kind: x\n")
@@ -87,7 +87,7 @@ def test_write_overlays_is_idempotent_and_prunes_only_generated_folders(tmp_path
 def test_cli_k8s_writes_into_out(tmp_path, capsys):
     from scenarios.__main__ import main
     assert main(["k8s", "--out", str(tmp_path / "overlays")]) == 0
-    assert f"{len(SHIPPED)} overlays" in capsys.readouterr().out
+    assert f"{len(NAMES)} overlays" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "overlays").iterdir()) == sorted(NAMES)
 
 

@@ -14,15 +14,8 @@ POOLS = (1, 5, 50, 100, 200)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def fonts_loaded(tmp_path_factory):
-    """matplotlib keeps its font files open once loaded: load them before the
-    per-test descriptor check (tests/conftest.py) starts counting."""
-    from scenarios.report import _pyplot
-    plt = _pyplot()
-    figure, axes = plt.subplots()
-    axes.set_title("warm-up")
-    figure.savefig(tmp_path_factory.mktemp("warm") / "warm.png")
-    plt.close(figure)
+def _fonts(fonts_loaded):
+    """see tests/scenarios/conftest.py"""
 
 
 def row(scenario, mode, pool, users=50, cpus=2.0, memory="1Gi", rps=100.0, p95=20.0,

@@ -7,7 +7,8 @@ import pytest
 
 from scenarios import ScenarioError, load, parse
 from scenarios.__main__ import main
-from scenarios.schema import Weights
+from client.capacity import CAPACITY_DEFAULTS
+from scenarios.schema import CAPACITY_SLACK_SECONDS, Weights
 
 pytestmark = pytest.mark.unit
 
@@ -98,6 +99,20 @@ BROKEN = [
     ("weights: {post: 1}", "scenario 'thread-pool5': key 'weights': unknown weight 'post'"),
     ("weights: [1, 4, 2, 1]",
      "scenario 'thread-pool5': key 'weights': [1, 4, 2, 1] is not a mapping"),
+    ("capacity: {step_users: 0}",
+     "scenario 'thread-pool5': key 'capacity': step_users: 0 is not between 1 and 100000"),
+    ("capacity: {start_users: 50, max_users: 10}",
+     "scenario 'thread-pool5': key 'capacity': max_users: 10 is below start_users (50)"),
+    ("capacity: {slo_ms: 100}", "scenario 'thread-pool5': key 'capacity': unknown key 'slo_ms'"),
+    ("capacity: {slo_p95_ms: 0}",
+     "scenario 'thread-pool5': key 'capacity': slo_p95_ms: 0 is not greater than 0"),
+    ("capacity: {slo_p95_ms: fast}",
+     "scenario 'thread-pool5': key 'capacity': slo_p95_ms: 'fast' is not a number"),
+    ("capacity: {max_failure_ratio: 1.5}",
+     "scenario 'thread-pool5': key 'capacity': max_failure_ratio: 1.5 is not between 0 and 1"),
+    ("capacity: {step_users: 100, step_seconds: 5}",   # 100 users at 10/s take 10 s
+     "scenario 'thread-pool5': key 'capacity': step_seconds: 5 leaves no window to measure"),
+    ("capacity: [20, 20]", "scenario 'thread-pool5': key 'capacity': [20, 20] is not a mapping"),
     ("pol: 5", "scenario 'thread-pool5': unknown key 'pol'"),
     ("description: 5", "scenario 'thread-pool5': key 'description': 5 is not a string"),
 ]
@@ -277,3 +292,22 @@ def test_cli_validate_and_list_a_good_file(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "mode", "pool", "cpus", "memory", "users", "duration"]
     assert lines[1].split() == ["thread-pool5", "thread", "5", "0.5", "512Mi", "50", "90s"]
+
+
+def test_a_capacity_block_sets_users_and_duration_from_the_search(tmp_path):
+    scenario = load(scenario_file(tmp_path, """
+        capacity: {slo_p95_ms: 50, start_users: 10, step_users: 20, step_seconds: 10,
+                   max_users: 90}
+    """)).get("thread-pool5")
+    assert scenario.capacity.steps == 5          # 10, 30, 50, 70, 90
+    assert scenario.users == 90
+    assert scenario.duration == 5 * 10 + CAPACITY_SLACK_SECONDS
+    env = dict(scenario.locust_env())
+    assert env["LOCUST_CAPACITY_SLO_P95_MS"] == "50" and env["LOCUST_CAPACITY_MAX_USERS"] == "90"
+    assert env["LOCUST_CAPACITY_FLAT_STEPS"] == "2"          # a default
+    assert load(scenario_file(tmp_path)).get("thread-pool5").capacity is None
+
+
+def test_an_empty_capacity_block_takes_the_defaults(tmp_path):
+    scenario = load(scenario_file(tmp_path, "capacity: {}")).get("thread-pool5")
+    assert dataclasses.asdict(scenario.capacity) == CAPACITY_DEFAULTS

@@ -5,10 +5,11 @@ import pytest
 from scenarios import DEFAULT_FILE, load
 from scenarios.__main__ import main
 from scenarios.schema import size_bytes, memory_bytes
+from server.config import MODES
 
 pytestmark = pytest.mark.unit
 
-POOLS = (1, 5, 50, 100, 200)
+POOLS = [1, 5, 50, 200]
 
 
 def shipped():
@@ -32,6 +33,20 @@ def test_both_modes_across_the_pool_sizes_at_the_same_moderate_load():
     assert len(loads) == 1, "the pool grid must differ only in mode and pool"
     users = grid[0].users
     assert 10 <= users <= 200
+
+
+def test_capacity_searches_for_both_modes_across_the_pool_sizes():
+    scenarios = shipped()
+    searches = [scenarios.get(f"capacity-{mode}-pool{pool}") for mode in MODES
+                for pool in POOLS]
+    assert all(s.capacity is not None for s in searches)
+    assert len({s.capacity for s in searches}) == 1, "searches differ only in mode and pool"
+    capacity = searches[0].capacity
+    # the objective of the issue; each step keeps a window after its users started
+    assert capacity.slo_p95_ms == 100 and capacity.max_failure_ratio == 0.01
+    assert capacity.step_seconds - capacity.ramp_seconds(searches[0].spawn_rate) >= 5
+    # a search can go well past what one process pool of 50 served at fixed load (~430 req/s)
+    assert capacity.max_users * 3 > 1000
 
 
 def differing_keys(a, b):

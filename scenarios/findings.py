@@ -1,0 +1,240 @@
+"""What a results folder says: repeated runs aggregated, and the answer in words.
+
+``aggregate(rows)`` turns summary rows (one per run) into one row per
+scenario: for every number the median, the lowest and the highest of its
+runs (``rps``, ``rps_min``, ``rps_max``, ...) and ``runs``.  Two scenarios
+whose min–max ranges overlap show *no measurable difference*: with a
+handful of runs on a shared machine, that is the honest verdict.
+
+``answer(aggregated)`` is the report's first paragraph: from the capacity
+searches, which model served more, by how much, where each broke, and how
+sure the runs are; from fixed-load runs, latency at the same offered load.
+Runs whose load generator was saturated never count as the server's
+capacity.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from scenarios.results import NUMERIC_COLUMNS, SCENARIO_FILE, read_capacity_steps
+
+__all__ = ["aggregate", "answer", "no_measurable_difference", "capacity_rows",
+           "capacity_chart", "latency_throughput_chart", "run_folders"]
+
+# the measured numbers; the configuration (pool, users, ...) is the same in every run
+SPREAD_COLUMNS = tuple(sorted(NUMERIC_COLUMNS - {
+    "run_index", "pool", "server_cpus", "users", "spawn_rate", "duration_s", "locust_workers"}))
+
+
+def _saturated(row: dict) -> bool:
+    return row.get("load_generator_saturated") == "yes"
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """One row per scenario, in first-run order: medians with ``_min``/``_max``."""
+    by_scenario: dict[str, list[dict]] = {}
+    for row in rows:
+        by_scenario.setdefault(row["scenario"], []).append(row)
+    result = []
+    for runs in by_scenario.values():
+        merged = dict(runs[0])
+        merged["runs"] = len(runs)
+        merged["saturated_runs"] = sum(1 for run in runs if _saturated(run))
+        if merged["saturated_runs"]:
+            merged["load_generator_saturated"] = "yes"     # one saturated run taints them all
+        merged["status"] = ("ok" if all(run["status"] == "ok" for run in runs)
+                            else ", ".join(sorted({run["status"] for run in runs})))
+        for key in SPREAD_COLUMNS:
+            values = [run[key] for run in runs if run.get(key) is not None]
+            if not values:
+                merged[key] = merged[f"{key}_min"] = merged[f"{key}_max"] = None
+                continue
+            median = statistics.median(values)
+            merged[key] = int(median) if all(isinstance(v, int) for v in values) \
+                and float(median).is_integer() else round(median, 2)
+            merged[f"{key}_min"], merged[f"{key}_max"] = min(values), max(values)
+        result.append(merged)
+    return result
+
+
+def no_measurable_difference(a: dict, b: dict, key: str) -> bool:
+    """The two scenarios' min–max ranges of ``key`` overlap."""
+    low_a, high_a = a.get(f"{key}_min", a.get(key)), a.get(f"{key}_max", a.get(key))
+    low_b, high_b = b.get(f"{key}_min", b.get(key)), b.get(f"{key}_max", b.get(key))
+    if None in (low_a, high_a, low_b, high_b):
+        return False
+    return low_a <= high_b and low_b <= high_a
+
+
+def capacity_rows(aggregated: list[dict]) -> list[dict]:
+    return [row for row in aggregated if row.get("capacity_rps") is not None]
+
+
+def _spread(row: dict, key: str, unit: str, digits: int = 0) -> str:
+    median = row[key]
+    low, high = row.get(f"{key}_min", median), row.get(f"{key}_max", median)
+    text = f"{median:,.{digits}f} {unit}".strip()
+    if row.get("runs", 1) > 1 and low != high:
+        text += f" (runs {low:,.{digits}f}–{high:,.{digits}f})"
+    return text
+
+
+def answer(aggregated: list[dict]) -> list[str]:
+    """The report's first sentences: the question answered, with its spread."""
+    lines = _capacity_answer(capacity_rows(aggregated))
+    fixed = [row for row in aggregated if row.get("capacity_rps") is None
+             and row.get("p95_ms") is not None]
+    lines += _latency_answer(fixed)
+    return lines
+
+
+def _capacity_answer(rows: list[dict]) -> list[str]:
+    trusted = [row for row in rows if not _saturated(row) and row["capacity_rps"]]
+    if not trusted:
+        return ["No capacity search in this folder gave a trustworthy capacity."
+                if rows else "No capacity search in this folder."]
+    best = {}
+    for row in trusted:
+        if row["mode"] not in best or row["capacity_rps"] > best[row["mode"]]["capacity_rps"]:
+            best[row["mode"]] = row
+    ranked = sorted(best.values(), key=lambda row: row["capacity_rps"], reverse=True)
+    lines = []
+    for row in ranked:
+        lines.append(f"{row['mode']} pool: capacity {_spread(row, 'capacity_rps', 'req/s')} "
+                     f"at pool {row['pool']} ({row['scenario']}, "
+                     f"{_spread(row, 'capacity_users', 'users')}).")
+    if len(ranked) >= 2:
+        first, second = ranked[0], ranked[1]
+        if no_measurable_difference(first, second, "capacity_rps"):
+            lines.append(f"Best against best: no measurable difference between the "
+                         f"{first['mode']} and the {second['mode']} pool (their runs overlap).")
+        else:
+            ratio = first["capacity_rps"] / second["capacity_rps"] if second["capacity_rps"] \
+                else float("inf")
+            lines.append(f"The {first['mode']} pool served more: {ratio:.2f}× the "
+                         f"{second['mode']} pool's best (medians; the runs do not overlap).")
+    for row in sorted(trusted, key=lambda r: (r["mode"], r["pool"])):
+        lines.append(f"{row['scenario']}: stopped because {row['capacity_stopped']}.")
+    runs = sorted({row.get("runs", 1) for row in trusted})
+    lines.append(f"How sure: {'/'.join(map(str, runs))} run(s) per configuration"
+                 + ("; one run gives no spread, so differences below the machine's "
+                    "run-to-run noise cannot be told apart." if runs == [1] else
+                    "; the ranges are the lowest and highest run."))
+    return lines
+
+
+def _latency_answer(rows: list[dict]) -> list[str]:
+    lines = []
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        key = (row["users"], row["spawn_rate"], row["duration_s"], row["server_cpus"],
+               row["server_memory"], row["pool"])
+        groups.setdefault(key, []).append(row)
+    for group in groups.values():
+        modes = {row["mode"]: row for row in group}
+        if len(modes) < 2:
+            continue
+        (mode_a, a), (mode_b, b) = sorted(modes.items())[:2]
+        if no_measurable_difference(a, b, "p95_ms"):
+            verdict = "no measurable difference in p95"
+        else:
+            faster = a if a["p95_ms"] < b["p95_ms"] else b
+            verdict = f"{faster['mode']} has the lower p95"
+        lines.append(f"Same load, pool {a['pool']}: {mode_a} p95 {_spread(a, 'p95_ms', 'ms')}, "
+                     f"{mode_b} p95 {_spread(b, 'p95_ms', 'ms')}: {verdict}.")
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# charts
+
+MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728"}
+
+
+def capacity_chart(plt, aggregated: list[dict], path: Path, figure_args: dict) -> Path | None:
+    """capacity_rps against pool size, a line per mode, min–max error bars."""
+    rows = [row for row in capacity_rows(aggregated) if row["capacity_rps"] is not None]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(**figure_args)
+    pools = sorted({row["pool"] for row in rows})
+    for mode in sorted({row["mode"] for row in rows}):
+        mine = sorted((row for row in rows if row["mode"] == mode), key=lambda r: r["pool"])
+        x = [pools.index(row["pool"]) for row in mine]
+        y = [row["capacity_rps"] for row in mine]
+        errors = [[row["capacity_rps"] - row.get("capacity_rps_min", row["capacity_rps"])
+                   for row in mine],
+                  [row.get("capacity_rps_max", row["capacity_rps"]) - row["capacity_rps"]
+                   for row in mine]]
+        axes.errorbar(x, y, yerr=errors, marker="o", capsize=4, label=mode,
+                      color=MODE_COLOURS.get(mode))
+        for xi, row in zip(x, mine):
+            if _saturated(row):
+                axes.annotate("generator saturated", (xi, row["capacity_rps"]), fontsize=7,
+                              color="#b45f06", textcoords="offset points", xytext=(4, 6))
+    axes.set_xticks(range(len(pools)), [str(p) for p in pools])
+    axes.set_xlabel("pool size (threads or processes)")
+    axes.set_ylabel("capacity (req/s within the objective)")
+    axes.set_title("capacity: the highest step throughput that met the objective")
+    axes.set_ylim(bottom=0)
+    axes.grid(True, axis="y", alpha=0.3)
+    axes.legend(title="mode (median, bars: min–max)")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def run_folders(results: Path, row: dict) -> list[Path]:
+    """The folder(s) of a scenario's runs."""
+    folder = results / row["scenario"]
+    runs = sorted(folder.glob("run-*"))
+    return runs or [folder]
+
+
+def _objective_ms(folder: Path) -> float | None:
+    try:
+        record = json.loads((folder / SCENARIO_FILE).read_text(encoding="utf-8"))
+        return float(record["capacity"]["slo_p95_ms"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def latency_throughput_chart(plt, results: Path, aggregated: list[dict], path: Path,
+                             figure_args: dict) -> Path | None:
+    """p95 against throughput of every judged step: the 'hockey stick' of each search."""
+    rows = capacity_rows(aggregated)
+    if not rows:
+        return None
+    figure, axes = plt.subplots(**figure_args)
+    styles = ["-", "--", ":", "-."]
+    drawn = False
+    for index, row in enumerate(sorted(rows, key=lambda r: (r["mode"], r["pool"]))):
+        for run_number, folder in enumerate(run_folders(results, row)):
+            steps = [s for s in read_capacity_steps(folder) if s["p95_ms"] is not None]
+            if not steps:
+                continue
+            axes.plot([s["rps"] for s in steps], [s["p95_ms"] for s in steps],
+                      marker="o", markersize=3, linestyle=styles[index % len(styles)],
+                      color=MODE_COLOURS.get(row["mode"]), alpha=0.9 if run_number == 0 else 0.4,
+                      label=row["scenario"] if run_number == 0 else None)
+            drawn = True
+    if not drawn:
+        plt.close(figure)
+        return None
+    slo = _objective_ms(run_folders(results, rows[0])[0])
+    if slo:
+        axes.axhline(slo, color="#555", linewidth=0.8, label=f"objective p95 {slo:g} ms")
+    axes.set_xlabel("step throughput (req/s)")
+    axes.set_ylabel("step p95 (ms)")
+    axes.set_yscale("log")
+    axes.set_title("latency against throughput, one line per capacity search")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
