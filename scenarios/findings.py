@@ -117,7 +117,8 @@ def _capacity_answer(rows: list[dict]) -> list[str]:
             lines.append(f"The {first['mode']} pool served more: {ratio:.2f}× the "
                          f"{second['mode']} pool's best (medians; the runs do not overlap).")
     for row in sorted(trusted, key=lambda r: (r["mode"], r["pool"])):
-        lines.append(f"{row['scenario']}: stopped because {row['capacity_stopped']}.")
+        which = " (first run)" if row.get("runs", 1) > 1 else ""
+        lines.append(f"{row['scenario']}{which}: stopped because {row['capacity_stopped']}.")
     runs = sorted({row.get("runs", 1) for row in trusted})
     lines.append(f"How sure: {'/'.join(map(str, runs))} run(s) per configuration"
                  + ("; one run gives no spread, so differences below the machine's "

@@ -101,7 +101,7 @@ def test_the_report_aggregates_the_runs_and_draws_the_capacity(results):
     report = (folder / "report.md").read_text()
     answer = report.split("\n\n")[1]
     assert answer.startswith("thread pool: capacity ") and " at pool 5 (climb, 50 users" in answer
-    assert "climb: stopped because reached max_users (50)." in answer
+    assert "climb (first run): stopped because reached max_users (50)." in answer
     assert "How sure: 2 run(s) per configuration" in answer
     assert "NOT TRUSTWORTHY" not in report
     assert "| climb | ok | thread | 5 |" in report and " | 2 | " in report   # two runs

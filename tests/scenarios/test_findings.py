@@ -50,7 +50,7 @@ def test_the_answer_names_the_winner_the_ratio_and_where_each_broke():
     assert lines[0] == ("process pool: capacity 620 req/s (runs 600–640) at pool 50 "
                         "(capacity-process-pool50, 200 users).")
     assert "The process pool served more: 2.00× the thread pool's best" in " ".join(lines)
-    assert ("capacity-thread-pool5: stopped because objective broken at 140 users: "
+    assert ("capacity-thread-pool5 (first run): stopped because objective broken at 140 users: "
             "p95 180 ms > 100 ms.") in lines
     assert lines[-1].startswith("How sure: 2 run(s) per configuration")
 
