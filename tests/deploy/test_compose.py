@@ -34,8 +34,23 @@ def docker_engine_available() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode == 0
 
 
+# Both compose implementations users run: the v2 CLI plugin (today's Docker) and Debian's 1.29.
+COMPOSE_IMPLEMENTATIONS = {
+    "v2": (["docker", "compose"], "FS_REQUIRE_COMPOSE_V2", ".ci/compose-v2.sh installs it"),
+    "1.29": (["docker-compose"], "FS_REQUIRE_DOCKER", "apt-get install docker-compose"),
+}
+
+
+def compose_works(command: list[str]) -> bool:
+    if not shutil.which(command[0]):
+        return False
+    probe = subprocess.run([*command, "version"], capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
 @pytest.fixture(scope="module")
-def images():
+def built():
+    """The images, built the offline way once per module."""
     if not docker_engine_available():
         if os.environ.get("FS_REQUIRE_DOCKER"):
             pytest.fail("FS_REQUIRE_DOCKER is set but no Docker engine answers `docker info`")
@@ -43,10 +58,18 @@ def images():
     result = subprocess.run(["compose/build-offline.sh"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    compose = compose_command()
-    if compose is None:
-        pytest.fail("a Docker engine runs but neither `docker compose` nor docker-compose exists")
-    return compose
+    assert compose_command() is not None, "a Docker engine runs but no compose CLI exists"
+
+
+@pytest.fixture(scope="module", params=list(COMPOSE_IMPLEMENTATIONS))
+def images(request, built):
+    """The compose command to run the built images with: each implementation in turn."""
+    command, required_by, how = COMPOSE_IMPLEMENTATIONS[request.param]
+    if not compose_works(command):
+        if os.environ.get(required_by):
+            pytest.fail(f"{required_by} is set but `{' '.join(command)} version` fails ({how})")
+        pytest.skip(f"compose {request.param} is not installed here ({how})")
+    return command
 
 
 class ComposeProject:
