@@ -21,7 +21,7 @@ import math
 from collections import Counter
 
 __all__ = ["CAPACITY_DEFAULTS", "capacity_ramp_seconds", "bucket_ms", "percentile",
-           "Seconds", "Search"]
+           "Seconds", "Search", "best_step"]
 
 CAPACITY_DEFAULTS = {"slo_p95_ms": 100.0, "max_failure_ratio": 0.01, "start_users": 20,
                      "step_users": 20, "step_seconds": 15, "max_users": 1000,
@@ -102,6 +102,12 @@ def percentile(times: Counter, fraction: float) -> float | None:
     return float(max(times))
 
 
+def best_step(steps: list[dict]) -> dict | None:
+    """The step that sets the capacity: the highest throughput that met the objective."""
+    met = [step for step in steps if step["met_objective"] == "yes"]
+    return max(met, key=lambda step: step["rps"]) if met else None
+
+
 class Search:
     """The steps and the stop rules, apart from Locust (``judge`` takes a window)."""
 
@@ -158,8 +164,7 @@ class Search:
                 f"{row['failure_ratio']:g} > {s['max_failure_ratio']:g}")
 
     def outcome(self) -> dict:
-        met = [row for row in self.steps if row["met_objective"] == "yes"]
-        best = max(met, key=lambda row: row["rps"]) if met else None
+        best = best_step(self.steps)
         return {"capacity_rps": best["rps"] if best else 0.0,
                 "capacity_users": best["users"] if best else 0,
                 "stopped_because": self.stopped_because, "steps_judged": len(self.steps),

@@ -14,6 +14,8 @@ __all__ = ["DEFAULT_WEIGHTS", "SIZE_UNITS", "parse_size", "size_label"]
 # relative weight of each command, keyed by its lower-case name, in wire.COMMANDS order
 DEFAULT_WEIGHTS = dict(zip((command.lower() for command in wire.COMMANDS), (1, 4, 2, 1)))
 SIZE_UNITS = {"B": 1, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3}
+
+
 def parse_size(text: str) -> int:
     """``"100KB"``, ``"1.5mb"`` or ``"512"`` (bytes) -> bytes; ValueError names the text."""
     value = text.strip().upper()

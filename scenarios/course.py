@@ -55,7 +55,7 @@ from pathlib import Path
 from client import FileClient, FileClientError
 from client.workload import SIZE_UNITS
 from server.config import MAX_POOL, MIN_POOL, MODES
-from server.launcher import HOST, ServerProcess
+from server.launcher import HOST, ServerProcess, wait_until
 
 __all__ = ["COLUMNS", "OPERATIONS", "CourseError", "CoursePlan", "ClientResult",
            "add_arguments", "parse_plan", "summarise", "run", "run_from_args", "write_charts"]
@@ -333,14 +333,14 @@ def _server_counts(server: ServerProcess, command: str) -> dict | None:
 
 def _settle(server: ServerProcess, seconds: float) -> None:
     """Wait (at most ``seconds``) until the server serves no connection."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            if server.stats()["workers_busy"] == 0:
-                return
-        except (OSError, ValueError, KeyError):
-            return
-        time.sleep(0.05)
+    wait_until(lambda: _idle(server), seconds)
+
+
+def _idle(server: ServerProcess) -> bool:
+    try:
+        return server.stats()["workers_busy"] == 0
+    except (OSError, ValueError, KeyError):
+        return True             # /stats does not answer: nothing to wait for
 
 
 def _collect(children, results: dict, end: float) -> None:

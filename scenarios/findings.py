@@ -15,21 +15,19 @@ capacity.
 
 from __future__ import annotations
 
-import json
 import statistics
-from pathlib import Path
 
-from scenarios.results import NUMERIC_COLUMNS, SCENARIO_FILE, read_capacity_steps
+from scenarios.results import NUMERIC_COLUMNS
 
-__all__ = ["aggregate", "answer", "no_measurable_difference", "capacity_rows",
-           "capacity_chart", "latency_throughput_chart", "run_folders"]
+__all__ = ["aggregate", "answer", "no_measurable_difference", "capacity_rows", "marked_saturated"]
 
 # the measured numbers; the configuration (pool, users, ...) is the same in every run
 SPREAD_COLUMNS = tuple(sorted(NUMERIC_COLUMNS - {
     "run_index", "pool", "server_cpus", "users", "spawn_rate", "duration_s", "locust_workers"}))
 
 
-def _saturated(row: dict) -> bool:
+def marked_saturated(row: dict) -> bool:
+    """The run (or one of a scenario's runs) measured a saturated load generator."""
     return row.get("load_generator_saturated") == "yes"
 
 
@@ -42,7 +40,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
     for runs in by_scenario.values():
         merged = dict(runs[0])
         merged["runs"] = len(runs)
-        merged["saturated_runs"] = sum(1 for run in runs if _saturated(run))
+        merged["saturated_runs"] = sum(1 for run in runs if marked_saturated(run))
         if merged["saturated_runs"]:
             merged["load_generator_saturated"] = "yes"     # one saturated run taints them all
         merged["status"] = ("ok" if all(run["status"] == "ok" for run in runs)
@@ -92,7 +90,7 @@ def answer(aggregated: list[dict]) -> list[str]:
 
 
 def _capacity_answer(rows: list[dict]) -> list[str]:
-    trusted = [row for row in rows if not _saturated(row) and row["capacity_rps"]]
+    trusted = [row for row in rows if not marked_saturated(row) and row["capacity_rps"]]
     if not trusted:
         return ["No capacity search in this folder gave a trustworthy capacity."
                 if rows else "No capacity search in this folder."]
@@ -147,95 +145,3 @@ def _latency_answer(rows: list[dict]) -> list[str]:
         lines.append(f"Same load, pool {a['pool']}: {mode_a} p95 {_spread(a, 'p95_ms', 'ms')}, "
                      f"{mode_b} p95 {_spread(b, 'p95_ms', 'ms')}: {verdict}.")
     return lines
-
-
-# ---------------------------------------------------------------------------
-# charts
-
-MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728"}
-
-
-def capacity_chart(plt, aggregated: list[dict], path: Path, figure_args: dict) -> Path | None:
-    """capacity_rps against pool size, a line per mode, min–max error bars."""
-    rows = [row for row in capacity_rows(aggregated) if row["capacity_rps"] is not None]
-    if not rows:
-        return None
-    figure, axes = plt.subplots(**figure_args)
-    pools = sorted({row["pool"] for row in rows})
-    for mode in sorted({row["mode"] for row in rows}):
-        mine = sorted((row for row in rows if row["mode"] == mode), key=lambda r: r["pool"])
-        x = [pools.index(row["pool"]) for row in mine]
-        y = [row["capacity_rps"] for row in mine]
-        errors = [[row["capacity_rps"] - row.get("capacity_rps_min", row["capacity_rps"])
-                   for row in mine],
-                  [row.get("capacity_rps_max", row["capacity_rps"]) - row["capacity_rps"]
-                   for row in mine]]
-        axes.errorbar(x, y, yerr=errors, marker="o", capsize=4, label=mode,
-                      color=MODE_COLOURS.get(mode))
-        for xi, row in zip(x, mine):
-            if _saturated(row):
-                axes.annotate("generator saturated", (xi, row["capacity_rps"]), fontsize=7,
-                              color="#b45f06", textcoords="offset points", xytext=(4, 6))
-    axes.set_xticks(range(len(pools)), [str(p) for p in pools])
-    axes.set_xlabel("pool size (threads or processes)")
-    axes.set_ylabel("capacity (req/s within the objective)")
-    axes.set_title("capacity: the highest step throughput that met the objective")
-    axes.set_ylim(bottom=0)
-    axes.grid(True, axis="y", alpha=0.3)
-    axes.legend(title="mode (median, bars: min–max)")
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
-
-
-def run_folders(results: Path, row: dict) -> list[Path]:
-    """The folder(s) of a scenario's runs."""
-    folder = results / row["scenario"]
-    runs = sorted(folder.glob("run-*"))
-    return runs or [folder]
-
-
-def _objective_ms(folder: Path) -> float | None:
-    try:
-        record = json.loads((folder / SCENARIO_FILE).read_text(encoding="utf-8"))
-        return float(record["capacity"]["slo_p95_ms"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def latency_throughput_chart(plt, results: Path, aggregated: list[dict], path: Path,
-                             figure_args: dict) -> Path | None:
-    """p95 against throughput of every judged step: the 'hockey stick' of each search."""
-    rows = capacity_rows(aggregated)
-    if not rows:
-        return None
-    figure, axes = plt.subplots(**figure_args)
-    styles = ["-", "--", ":", "-."]
-    drawn = False
-    for index, row in enumerate(sorted(rows, key=lambda r: (r["mode"], r["pool"]))):
-        for run_number, folder in enumerate(run_folders(results, row)):
-            steps = [s for s in read_capacity_steps(folder) if s["p95_ms"] is not None]
-            if not steps:
-                continue
-            axes.plot([s["rps"] for s in steps], [s["p95_ms"] for s in steps],
-                      marker="o", markersize=3, linestyle=styles[index % len(styles)],
-                      color=MODE_COLOURS.get(row["mode"]), alpha=0.9 if run_number == 0 else 0.4,
-                      label=row["scenario"] if run_number == 0 else None)
-            drawn = True
-    if not drawn:
-        plt.close(figure)
-        return None
-    slo = _objective_ms(run_folders(results, rows[0])[0])
-    if slo:
-        axes.axhline(slo, color="#555", linewidth=0.8, label=f"objective p95 {slo:g} ms")
-    axes.set_xlabel("step throughput (req/s)")
-    axes.set_ylabel("step p95 (ms)")
-    axes.set_yscale("log")
-    axes.set_title("latency against throughput, one line per capacity search")
-    axes.grid(True, alpha=0.3)
-    axes.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path

@@ -25,7 +25,8 @@ from pathlib import Path
 from scenarios.generator import SATURATED_NOTE, SATURATION_THRESHOLD_PCT
 from scenarios.placement import PlacementError, parse_cpu_list
 from scenarios import findings
-from scenarios.results import SUMMARY_FILE, read_summary
+from scenarios.findings import marked_saturated
+from scenarios.results import SCENARIO_FILE, SUMMARY_FILE, read_capacity_steps, read_summary
 
 CHART_SIZE_INCHES = (8.0, 4.5)
 CHART_DPI = 100                       # 800 x 450 pixels
@@ -83,6 +84,12 @@ def _save(plt, figure, path: Path) -> Path:
     return path
 
 
+def _error_bars(rows: list[dict], key: str) -> list[list[float]]:
+    """Repeated runs: from the median down to the lowest run and up to the highest."""
+    return [[row[key] - row.get(f"{key}_min", row[key]) for row in rows],
+            [row.get(f"{key}_max", row[key]) - row[key] for row in rows]]
+
+
 def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
                      path: Path) -> Path:
     figure, axes = _figure(plt, title)
@@ -91,11 +98,8 @@ def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
         mine = sorted((row for row in sweep if row["mode"] == mode and row[key] is not None),
                       key=lambda row: row["pool"])
         if mine:
-            # repeated runs: the median, with the lowest and highest run as error bars
-            errors = [[row[key] - row.get(f"{key}_min", row[key]) for row in mine],
-                      [row.get(f"{key}_max", row[key]) - row[key] for row in mine]]
             axes.errorbar([pools.index(row["pool"]) for row in mine], [row[key] for row in mine],
-                          yerr=errors, capsize=4, marker="o", label=mode,
+                          yerr=_error_bars(mine, key), capsize=4, marker="o", label=mode,
                           color=MODE_COLOURS.get(mode))
     axes.set_xticks(range(len(pools)), [str(p) for p in pools])
     axes.set_xlabel("pool size (threads or processes)")
@@ -142,15 +146,79 @@ def _per_scenario_chart(plt, rows: list[dict], series: list[tuple[str, str]], yl
     return _save(plt, figure, path)
 
 
+def _capacity_chart(plt, rows: list[dict], path: Path) -> Path | None:
+    """capacity_rps against pool size, a line per mode, min–max error bars."""
+    rows = [row for row in findings.capacity_rows(rows) if row["capacity_rps"] is not None]
+    if not rows:
+        return None
+    figure, axes = _figure(plt, "capacity: the highest step throughput that met the objective")
+    pools = sorted({row["pool"] for row in rows})
+    for mode in sorted({row["mode"] for row in rows}):
+        mine = sorted((row for row in rows if row["mode"] == mode), key=lambda r: r["pool"])
+        x = [pools.index(row["pool"]) for row in mine]
+        axes.errorbar(x, [row["capacity_rps"] for row in mine],
+                      yerr=_error_bars(mine, "capacity_rps"), marker="o", capsize=4, label=mode,
+                      color=MODE_COLOURS.get(mode))
+        for xi, row in zip(x, mine):
+            if marked_saturated(row):
+                axes.annotate("generator saturated", (xi, row["capacity_rps"]), fontsize=7,
+                              color="#b45f06", textcoords="offset points", xytext=(4, 6))
+    axes.set_xticks(range(len(pools)), [str(p) for p in pools])
+    axes.set_xlabel("pool size (threads or processes)")
+    axes.set_ylabel("capacity (req/s within the objective)")
+    axes.set_ylim(bottom=0)
+    axes.legend(title="mode (median, bars: min–max)")
+    return _save(plt, figure, path)
+
+
+def run_folders(results: Path, row: dict) -> list[Path]:
+    """The folder(s) of a scenario's runs."""
+    folder = results / row["scenario"]
+    return sorted(folder.glob("run-*")) or [folder]
+
+
+def _objective_ms(folder: Path) -> float | None:
+    try:
+        record = json.loads((folder / SCENARIO_FILE).read_text(encoding="utf-8"))
+        return float(record["capacity"]["slo_p95_ms"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _latency_throughput_chart(plt, results: Path, rows: list[dict], path: Path) -> Path | None:
+    """p95 against throughput of every judged step: the 'hockey stick' of each search."""
+    rows = sorted(findings.capacity_rows(rows), key=lambda r: (r["mode"], r["pool"]))
+    runs = [(index, run, row, steps) for index, row in enumerate(rows)
+            for run, folder in enumerate(run_folders(results, row))
+            if (steps := [s for s in read_capacity_steps(folder) if s["p95_ms"] is not None])]
+    if not runs:
+        return None
+    figure, axes = _figure(plt, "latency against throughput, one line per capacity search")
+    styles = ["-", "--", ":", "-."]
+    for index, run, row, steps in runs:
+        axes.plot([s["rps"] for s in steps], [s["p95_ms"] for s in steps],
+                  marker="o", markersize=3, linestyle=styles[index % len(styles)],
+                  color=MODE_COLOURS.get(row["mode"]), alpha=0.9 if run == 0 else 0.4,
+                  label=row["scenario"] if run == 0 else None)
+    slo = _objective_ms(run_folders(results, rows[0])[0])
+    if slo:
+        axes.axhline(slo, color="#555", linewidth=0.8, label=f"objective p95 {slo:g} ms")
+    axes.set_xlabel("step throughput (req/s)")
+    axes.set_ylabel("step p95 (ms)")
+    axes.set_yscale("log")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    return _save(plt, figure, path)
+
+
 def write_charts(rows: list[dict], charts: Path, results: Path | None = None) -> list[Path]:
     """The charts of ``rows`` (one per scenario, repeated runs aggregated)."""
     plt = _pyplot()
     charts.mkdir(exist_ok=True)
-    figure_args = {"figsize": CHART_SIZE_INCHES, "dpi": CHART_DPI}
     written = [chart for chart in (
-        findings.capacity_chart(plt, rows, charts / "capacity.png", figure_args),
-        findings.latency_throughput_chart(plt, results, rows, charts / "latency-vs-throughput.png",
-                                          figure_args) if results else None) if chart]
+        _capacity_chart(plt, rows, charts / "capacity.png"),
+        _latency_throughput_chart(plt, results, rows, charts / "latency-vs-throughput.png")
+        if results else None) if chart]
     sweep = pool_sweep(rows)
     if len({row["pool"] for row in sweep}) > 1:
         written.append(_pool_line_chart(plt, sweep, "rps", "requests/s",
@@ -182,17 +250,13 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _saturated(row: dict) -> bool:
-    return row.get("load_generator_saturated") == "yes"
-
-
 SPREAD_IN_TABLE = ("capacity_rps", "rps", "p50_ms", "p95_ms")
 
 
 def _table_cell(row: dict, key: str) -> str:
     """A table cell; a saturated run's status says it is not trustworthy, and a
     repeated scenario's main figures show the lowest and highest run."""
-    if key == "status" and _saturated(row):
+    if key == "status" and marked_saturated(row):
         return f"{_cell(row[key])}, NOT TRUSTWORTHY: generator saturated"
     if key in SPREAD_IN_TABLE and row.get("runs", 1) > 1 and row[key] is not None \
             and row[key + "_min"] != row[key + "_max"]:
@@ -203,10 +267,10 @@ def _table_cell(row: dict, key: str) -> str:
 def _generator_caveats(info: dict, rows: list[dict]) -> list[str]:
     """Saturated runs (never silently), runs whose generator was not checked, placement."""
     notes = []
-    saturated = [row for row in rows if _saturated(row)]
-    if saturated:
+    saturated_rows = [row for row in rows if marked_saturated(row)]
+    if saturated_rows:
         notes.append(
-            f"NOT TRUSTWORTHY: {', '.join(row['scenario'] for row in saturated)}: "
+            f"NOT TRUSTWORTHY: {', '.join(row['scenario'] for row in saturated_rows)}: "
             f"{SATURATED_NOTE} (a Locust worker above {SATURATION_THRESHOLD_PCT:g} % of a core, "
             "or Locust's own CPU warning); rerun with more Locust workers or with the server "
             "and Locust on separate CPUs.")
@@ -268,8 +332,8 @@ def highlights(rows: list[dict]) -> list[str]:
                      f"{max(r['p95_ms'] or 0 for r in mine):.0f} ms across pools "
                      f"{', '.join(str(r['pool']) for r in mine)}."
                      + (" Not trustworthy: the load generator was saturated in "
-                        + ", ".join(r["scenario"] for r in mine if _saturated(r)) + "."
-                        if any(_saturated(r) for r in mine) else ""))
+                        + ", ".join(r["scenario"] for r in mine if marked_saturated(r)) + "."
+                        if any(marked_saturated(r) for r in mine) else ""))
     failing = [row for row in rows if row["failures"]]
     if failing:
         lines.append("Failures: " + ", ".join(f"{row['scenario']} {row['failure_pct']:.1f}%"
@@ -334,7 +398,7 @@ def write_html(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -
     parts += ["</tr></thead><tbody>"]
     for row in rows:
         css = (' class="error"' if row["status"] == "error" else
-               f' class="saturated" title="{esc(SATURATED_NOTE)}"' if _saturated(row) else "")
+               f' class="saturated" title="{esc(SATURATED_NOTE)}"' if marked_saturated(row) else "")
         cells = []
         for key, _ in TABLE_COLUMNS:
             numeric = ' class="n"' if isinstance(row.get(key), (int, float)) else ""

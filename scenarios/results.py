@@ -24,6 +24,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from client.capacity import best_step
 from scenarios.generator import generator_check
 from scenarios.sampler import read_samples
 from scenarios.schema import Scenario
@@ -142,8 +143,7 @@ def capacity_result(folder: Path) -> dict:
     outcome_path = folder / CAPACITY_OUTCOME_FILE
     if not steps and not outcome_path.exists():
         return {}
-    met = [step for step in steps if step["met_objective"] == "yes"]
-    best = max(met, key=lambda step: step["rps"]) if met else None
+    best = best_step(steps)
     result = {"capacity_rps": best["rps"] if best else 0.0,
               "capacity_users": int(best["users"]) if best else 0,
               "capacity_steps": len(steps),

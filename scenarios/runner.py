@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TextIO
 
 from scenarios.backends.base import REPO_ROOT, Backend, Outcome
+from scenarios.findings import marked_saturated
 from scenarios.results import (SUMMARY_FILE, scenario_record, summarise, write_scenario_record,
                                write_summary)
 from scenarios.schema import Scenario
@@ -93,7 +94,7 @@ class ProgressLine:
                        f"{failures if failures is not None else '?'} failures"
                        + (f" | {outcome.note}" if outcome.note else "")
                        + (" | load generator SATURATED: not the server's numbers"
-                          if row.get("load_generator_saturated") == "yes" else "") + "\n")
+                          if marked_saturated(row) else "") + "\n")
         self.out.flush()
 
 

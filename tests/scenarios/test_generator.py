@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from scenarios import parse
 from scenarios.generator import (CPU_FILE, NOT_CHECKED_NOTE, SATURATED_NOTE,
                                  SATURATION_THRESHOLD_PCT, SMOOTHING_SAMPLES, LocustCpuSampler,
                                  generator_check, read_cpu_samples, saturated, worker_peak)
@@ -15,13 +14,10 @@ from scenarios.report import markdown_table, write_markdown
 from scenarios.results import (SUMMARY_COLUMNS, read_summary, scenario_record, summarise,
                                write_scenario_record, write_summary)
 
+from tests.scenarios.test_results import SCENARIO
+
 pytestmark = pytest.mark.unit
 
-SCENARIO = parse({"scenarios": [{
-    "name": "thread-pool5", "mode": "thread", "pool": 5, "server_cpus": 1,
-    "server_memory": "256Mi", "users": 40, "spawn_rate": 10, "duration": "30s",
-    "locust_workers": 2, "file_sizes": ["1KB"], "upload_size": "1KB", "wait": "1"}]}).get(
-        "thread-pool5")
 LOCUST_CSV = """\
 Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,\
 Min Response Time,Max Response Time,Average Content Size,Requests/s,Failures/s,50%,66%,75%,\
