@@ -10,15 +10,21 @@ and measures in one run:
   client as the "best plain Python" baseline; all LIST servers run side by
   side and are measured in interleaved rounds (the median round counts);
 * GET and UPLOAD of 10 MB and 100 MB files at 1 and 5 concurrent clients
-  (streamed by the client in constant memory), in MB/s of file bytes; for
-  100 MB with one client also "paired" rounds (one transfer between two
-  base64 decode measurements), because this machine's single-core speed
-  is not steady;
+  (streamed by the client in constant memory), in MB/s of file bytes and as
+  a ratio to loopback TCP bulk throughput measured right before and right
+  after each point (this machine's speed is not steady); 100 MB at one
+  client is the median of several single-transfer rounds, with their
+  spread; server CPU seconds per transfer;
 * the peak RSS of all server processes (supervisor and workers), sampled
   every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5
   concurrent 100 MB UPLOADs;
 * the physical bounds of this machine: base64 encode/decode speed of one
-  core and loopback TCP bulk throughput.
+  core (wire's engine, and binascii for reference) and loopback TCP bulk
+  throughput.
+
+``python -m bench.wire_speed`` (wire's transfer paths in process, no
+sockets) and ``python -m bench.client_speed`` (``client.FileClient`` against
+a local server) are short measurements of their own, not part of the run.
 
 It prints a table, checks the targets and writes a JSON file
 (``--out``; by default ``bench/results/bench-<time>.json``).  ``--quick``

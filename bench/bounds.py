@@ -1,22 +1,28 @@
 """Physical bounds of this machine, measured in the same run as the load.
 
-* base64 speed of one core: ``binascii`` on 64 MiB, in MB/s of raw bytes
-  (each of a few repetitions), for encode, decode, and decode with
-  ``strict_mode=True`` (what the server's decoder uses);
+* base64 speed of one core on 64 MiB, in MB/s of raw bytes (each of a few
+  repetitions): encode and strict decode by ``wire``'s engine (pybase64, or
+  binascii without it), and binascii's strict decode for reference, in the
+  pieces ``wire`` uses (``FILE_CHUNK_BYTES`` of file, its base64 as text): one
+  call on all 64 MiB would mostly measure the page faults of its output;
 * loopback TCP bulk throughput: one sender process, one receiver, 1 MiB
-  ``sendall``/``recv_into`` over 127.0.0.1.
+  ``sendall``/``recv_into`` over 127.0.0.1.  ``loopback_now`` is a shorter
+  one, taken right before and after each transfer measurement: this
+  machine's speed drifts, so a transfer is compared with the loopback
+  throughput of the same moment.
 """
 
 from __future__ import annotations
 
-import binascii
 import multiprocessing
 import os
 import socket
 import statistics
 import time
 
-__all__ = ["base64_speed", "decode_speed_now", "loopback_tcp_speed"]
+from wire import streaming
+
+__all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed"]
 
 MIB = 1 << 20
 
@@ -34,20 +40,34 @@ def base64_speed(size: int = 64 * MIB, repeats: int = 5) -> dict:
     """MB/s of raw bytes, each repetition kept: this machine's single-core speed
     varies from one second to the next, so the median is the reference and
     the best is shown beside it."""
-    raw = os.urandom(size)
-    text = binascii.b2a_base64(raw, newline=False)
-    assert binascii.a2b_base64(text, strict_mode=True) == raw
-    return {"size_bytes": size, "repeats": repeats,
-            "encode": _speeds(lambda: binascii.b2a_base64(raw, newline=False), size, repeats),
-            "decode": _speeds(lambda: binascii.a2b_base64(text), size, repeats),
-            "decode_strict": _speeds(lambda: binascii.a2b_base64(text, strict_mode=True),
-                                     size, repeats)}
+    engine = streaming.BASE64_ENGINE
+    step = streaming.FILE_CHUNK_BYTES
+    raw = os.urandom(size - size % step)
+    raw_pieces = [memoryview(raw)[i:i + step] for i in range(0, len(raw), step)]
+    text_pieces = [engine.encode(piece) for piece in raw_pieces]
+    assert b"".join(engine.decode(piece) for piece in text_pieces) == raw
+
+    def each(function, pieces):
+        def run():
+            for piece in pieces:        # each output dropped at once, as wire's are
+                function(piece)
+        return run
+    return {"size_bytes": len(raw), "piece_bytes": step, "repeats": repeats,
+            "engine": engine.name,
+            "encode": _speeds(each(engine.encode, raw_pieces), len(raw), repeats),
+            "decode_strict": _speeds(each(engine.decode, text_pieces), len(raw), repeats),
+            "binascii_decode_strict": _speeds(
+                each(streaming.STDLIB_ENGINE.decode, text_pieces), len(raw), repeats)}
 
 
-def decode_speed_now(size: int = 64 * MIB, repeats: int = 3) -> float:
-    """Median base64 decode MB/s right now (a short check next to a measurement)."""
-    text = binascii.b2a_base64(os.urandom(size), newline=False)
-    return statistics.median(_speeds(lambda: binascii.a2b_base64(text), size, repeats))
+def loopback_now(total: int = 512 * MIB) -> float | None:
+    """Loopback TCP MB/s right now (a shorter run, next to a measurement)."""
+    return loopback_tcp_speed(total, timeout=20.0)["mb_per_s"]
+
+
+def median_of(values) -> float | None:
+    values = [v for v in values if v]
+    return round(statistics.median(values), 1) if values else None
 
 
 def _send_bulk(port: int, total: int, piece: int) -> None:

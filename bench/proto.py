@@ -52,13 +52,11 @@ class UploadSource:
 
 
 class Client:
-    """One client; reuses its receive buffer across requests."""
+    """One client: replies are received straight into the decoder's buffer."""
 
     def __init__(self, address: tuple[str, int], timeout: float):
         self.address = address
         self.timeout = timeout
-        self._buffer = bytearray(wire.RECV_BYTES)
-        self._view = memoryview(self._buffer)
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -74,14 +72,12 @@ class Client:
         """Whole reply: (fields, streamed data bytes); data is discarded."""
         decoder = wire.ReplyDecoder()
         fields, size = None, 0
-        view = self._view
         while True:
             event = decoder.next_event()
             if event is NEED_DATA:
                 if time.monotonic() > deadline:
                     raise BenchError("reply took longer than the request timeout")
-                count = sock.recv_into(view)
-                decoder.receive_data(view[:count] if count else b"")
+                decoder.receive_into(sock.recv_into)
             elif isinstance(event, ReplyData):
                 size += len(event.data)
             elif isinstance(event, ReplyStart):

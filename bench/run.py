@@ -19,7 +19,8 @@ from . import bounds
 from .load import ClientSpec, Plan, run_point, wait_for_quiet
 from .proto import make_files
 from .report import evaluate_targets, render
-from .servers import REPO_ROOT, AsyncioServer, ChildServer, RealServer, idle_rss, log_summary
+from .servers import (REPO_ROOT, AsyncioServer, ChildServer, RealServer, ThreadPoolServer,
+                      idle_rss, log_summary)
 
 MB = 1_000_000
 LIST_FILES = 20                     # small files in the LIST storage folder
@@ -48,6 +49,10 @@ def parse_args(argv):
     parser.add_argument("--transfer-seconds", type=float,
                         help="seconds each transfer point runs, at least one transfer "
                              "per client (default 5, quick 0)")
+    parser.add_argument("--transfer-rounds", type=int,
+                        help="single 100 MB transfers at 1 client, each between two "
+                             "loopback measurements; the median is reported "
+                             "(default 5, quick 3)")
     parser.add_argument("--list-clients", default="1,10,50",
                         help="LIST concurrency levels (default 1,10,50)")
     parser.add_argument("--keep-logs", action="store_true",
@@ -70,6 +75,9 @@ def parse_args(argv):
     args.list_rounds = min(max(args.list_rounds, 1), 9)
     if args.transfer_seconds is None:
         args.transfer_seconds = 0.0 if args.quick else 5.0
+    if args.transfer_rounds is None:
+        args.transfer_rounds = 3 if args.quick else 5
+    args.transfer_rounds = min(max(args.transfer_rounds, 1), 9)
     args.list_seconds = min(max(args.list_seconds, 0.5), 30.0)
     args.transfer_seconds = min(max(args.transfer_seconds, 0.0), 30.0)
     return args
@@ -111,6 +119,10 @@ def _describe(record: dict) -> str:
         parts.append(f"{record['ops_per_s'] or 0:9.1f} ops/s")
     else:
         parts.append(f"{record['mb_per_s'] or 0:8.1f} MB/s  n={record['ops']}")
+        if record.get("loopback_ratio") is not None:
+            parts.append(f"{record['loopback_ratio']:.3f} of loopback "
+                         f"({record['loopback_before_mb_per_s']}/"
+                         f"{record['loopback_after_mb_per_s']} MB/s)")
     parts.append(f"p50 {record['p50_ms']} ms  p99 {record['p99_ms']} ms  err {record['errors']}")
     return "  ".join(parts)
 
@@ -182,9 +194,16 @@ def run_list_phase(ws: Workspace, args, out: dict) -> None:
     servers = [("asyncio-protocol", lambda log: AsyncioServer(storage, log, "protocol"))]
     if not args.quick:
         servers.append(("asyncio-streams", lambda log: AsyncioServer(storage, log, "streams")))
+    if "thread" in args.modes:
+        # thread mode's reference: the same pool with none of the server's own work
+        servers.append((f"threadpool({LIST_POOL})",
+                        lambda log: ThreadPoolServer(storage, log, LIST_POOL)))
     for mode in args.modes:
+        # the real server takes one storage folder for itself: a copy each
+        own = ws.folder(f"list-storage-{mode}")
+        make_files(own, {f"file-{i:02d}.txt": 100 + i for i in range(LIST_FILES)})
         servers.append((f"{mode}({LIST_POOL})",
-                        lambda log, mode=mode: RealServer(mode, LIST_POOL, storage, log)))
+                        lambda log, mode=mode, own=own: RealServer(mode, LIST_POOL, own, log)))
     # all servers run side by side (idle ones cost nothing) and are measured in
     # turn at each concurrency level, so a drift of the machine's speed hits
     # them alike rather than whichever was measured last
@@ -251,37 +270,57 @@ def _transfer_plan(server, args) -> Plan:
                 min_ops=1, max_ops=1000, timeout=120.0)
 
 
-def paired_ratio(server, spec: ClientSpec, rounds: int) -> dict:
-    """Transfer speed over base64 decode speed, measured side by side.
+def _loopback_ratio(figures: dict, before: float | None, after: float | None) -> dict:
+    """Record the loopback TCP throughput around a measurement and its ratio to it."""
+    figures["loopback_before_mb_per_s"] = before
+    figures["loopback_after_mb_per_s"] = after
+    both = [v for v in (before, after) if v]
+    figures["loopback_ratio"] = (round(figures["mb_per_s"] / statistics.mean(both), 3)
+                                 if both and figures.get("mb_per_s") else None)
+    return figures
 
-    This machine's single-core speed is not steady (the same decode runs at
-    ~135 or ~265 MB/s from one second to the next), so a ratio of figures
-    taken minutes apart can be off by 2x.  Here each single transfer is put
-    between two decode measurements (64 MiB) and divided by their mean; the
-    median of the rounds is the ratio.
+
+def between_loopbacks(server, specs, plan) -> dict:
+    """``measure`` put between two loopback TCP measurements.
+
+    This machine's speed is not steady (the same work runs at one speed or
+    twice it from one second to the next), so a transfer is compared with
+    the loopback throughput of the same moment: two Python processes
+    pushing bytes over 127.0.0.1 right before and right after it.
     """
-    QUIET.wait()
+    before = bounds.loopback_now()
+    figures = measure(server, specs, plan)
+    return _loopback_ratio(figures, before, bounds.loopback_now())
+
+
+def transfer_rounds(server, spec: ClientSpec, rounds: int) -> dict:
+    """``rounds`` single transfers, each between two loopback measurements (the
+    one after a round is the one before the next); the median round by its
+    loopback ratio is the point, the others give the spread."""
     plan = Plan(server.address, duration=0.0, window=False, min_ops=1, max_ops=1,
                 timeout=120.0)
-    rows = []
-    decode_before = bounds.decode_speed_now(repeats=1)
-    deadline = time.monotonic() + 60.0
+    tries = []
+    before = bounds.loopback_now()
+    deadline = time.monotonic() + 120.0
     for _ in range(rounds):
-        if time.monotonic() > deadline:
+        if tries and time.monotonic() > deadline:
             break
-        figures = run_point(server, [spec], plan, sample_rss=False)
-        decode_after = bounds.decode_speed_now(repeats=1)
-        if figures["errors"] or not figures["p50_ms"]:
-            decode_before = decode_after
-            continue
-        speed = spec.size / (figures["p50_ms"] / 1000) / 1e6
-        decode = (decode_before + decode_after) / 2
-        rows.append({"transfer_mb_per_s": round(speed, 1),
-                     "decode_before": decode_before, "decode_after": decode_after,
-                     "ratio": round(speed / decode, 3)})
-        decode_before = decode_after
-    ratios = [row["ratio"] for row in rows]
-    return {"rounds": rows, "ratio_median": statistics.median(ratios) if ratios else None}
+        figures = measure(server, [spec], plan)
+        after = bounds.loopback_now()
+        tries.append(_loopback_ratio(figures, before, after))
+        before = after
+        _say(f"    round {len(tries)}: " + _describe(
+            {"server": server.label, "op": spec.op.upper(), **figures}))
+    ordered = sorted(tries, key=lambda r: r["loopback_ratio"] or 0)
+    chosen = dict(ordered[(len(ordered) - 1) // 2])
+    chosen["rounds"] = len(tries)
+    for key in ("mb_per_s", "loopback_ratio", "server_cpu_us_per_op"):
+        chosen[f"rounds_{key}"] = [r.get(key) for r in tries]
+    chosen["errors"] = sum(r["errors"] for r in tries)
+    chosen["ops"] = sum(r["ops"] for r in tries)
+    chosen["rss_peak_bytes"] = max(r["rss_peak_bytes"] for r in tries)
+    chosen["disturbed"] = any(r.get("disturbed") for r in tries)
+    return chosen
 
 
 def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
@@ -295,12 +334,14 @@ def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
             for size_label in SIZES:
                 for clients in (1, 5):
                     specs = _transfer_specs(op, size_label, clients)
+                    if clients == 1 and size_label == "100MB":
+                        figures = transfer_rounds(server, specs[0], args.transfer_rounds)
+                    else:
+                        figures = between_loopbacks(server, specs,
+                                                    _transfer_plan(server, args))
                     record = {"server": label, "mode": mode, "op": op,
                               "size_label": size_label, "size_bytes": SIZES[size_label],
-                              **measure(server, specs, _transfer_plan(server, args))}
-                    if clients == 1 and size_label == "100MB":
-                        record["paired"] = paired_ratio(server, specs[0],
-                                                        rounds=2 if args.quick else 5)
+                              **figures}
                     record["rss_increase_bytes"] = record["rss_peak_bytes"] - idle
                     info["points"].append(record)
                     out["transfers"].append(record)
@@ -339,8 +380,8 @@ def measure_bounds(out: dict, when: str, quick: bool) -> None:
     runs[when] = {"base64": bounds.base64_speed(repeats=3 if quick else 5),
                   "loopback_tcp": bounds.loopback_tcp_speed()}
     _say(f"  {when}: {runs[when]}")
-    b64 = {"size_bytes": runs[when]["base64"]["size_bytes"]}
-    for key in ("encode", "decode", "decode_strict"):
+    b64 = {key: runs[when]["base64"][key] for key in ("size_bytes", "piece_bytes", "engine")}
+    for key in ("encode", "decode_strict", "binascii_decode_strict"):
         values = [v for run in runs.values() for v in run["base64"][key]]
         b64[f"{key}_mb_per_s"] = round(statistics.median(values), 1)
         b64[f"{key}_best_mb_per_s"] = max(values)
@@ -369,7 +410,8 @@ def _meta(args) -> dict:
             "python": sys.version.split()[0], "platform": platform.platform(),
             "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "commit": commit,
             "list_seconds": args.list_seconds, "list_rounds": args.list_rounds,
-            "transfer_seconds": args.transfer_seconds,
+            "transfer_seconds": args.transfer_seconds, "transfer_rounds": args.transfer_rounds,
+            "base64_engine": bounds.streaming.BASE64_ENGINE.name,
             "list_pool": LIST_POOL, "transfer_pool": TRANSFER_POOL,
             "list_files": LIST_FILES, "modes": args.modes,
             "list_clients": args.list_clients, "list_clients_max": max(args.list_clients),
@@ -386,14 +428,15 @@ def main(argv=None) -> int:
     out = {"meta": _meta(args), "bounds": {}, "servers": [], "list": [], "transfers": [],
            "memory": []}
     with Workspace() as ws:
-        _say("bounds: base64 (64 MiB, one core) and loopback TCP (1 GB)")
+        _say("bounds: base64 (64 MiB, one core) and loopback TCP (1 GiB)")
         measure_bounds(out, "start", args.quick)
         _say(f"LIST: {args.list_rounds} rounds of {args.list_seconds:g} s per point, "
              f"clients {args.list_clients}")
         run_list_phase(ws, args, out)
         storage = ws.folder("transfer-storage")
         make_files(storage, {f"get-{label}.bin": size for label, size in SIZES.items()})
-        _say("GET/UPLOAD: 10 MB and 100 MB at 1 and 5 clients")
+        _say("GET/UPLOAD: 10 MB and 100 MB at 1 and 5 clients, each between two loopback "
+             "TCP measurements")
         run_transfer_phase(ws, args, out, storage)
         _say("memory: 5 concurrent 100 MB GETs + 5 concurrent 100 MB UPLOADs")
         run_memory_phase(ws, args, out, storage)

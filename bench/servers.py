@@ -17,8 +17,8 @@ import psutil
 
 from server.launcher import REPO_ROOT, ChildServer, ServerProcess
 
-__all__ = ["ChildServer", "RealServer", "AsyncioServer", "RssSampler", "REPO_ROOT",
-           "log_summary"]
+__all__ = ["ChildServer", "RealServer", "AsyncioServer", "ThreadPoolServer", "RssSampler",
+           "REPO_ROOT", "log_summary"]
 
 
 class RealServer(ServerProcess):
@@ -54,6 +54,19 @@ class AsyncioServer(ChildServer):
                 return b'"OK"' in reply
         except OSError:
             return False
+
+
+class ThreadPoolServer(AsyncioServer):
+    """``python -m bench.threadpool_list``: a bare course-style ThreadPoolExecutor LIST server."""
+
+    def __init__(self, storage: str, log_path: str, pool: int):
+        super().__init__(storage, log_path)
+        self.pool = pool
+        self.label = f"threadpool({pool})"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.threadpool_list", "--port", str(self.port),
+                "--storage", self.storage, "--pool", str(self.pool)]
 
 
 def log_summary(log_path) -> dict:

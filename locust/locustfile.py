@@ -13,7 +13,8 @@ Task weights, file sizes and the wait time are Locust options of our own
 (``--get-weight``, ``--file-sizes``, ``--wait``, ...), so they appear in the
 web UI's start form and can be set from the command line, ``LOCUST_*``
 variables or a config file.  The "Server" tab of the web UI shows the
-server's live ``/stats``.
+server's live ``/stats`` and, under the table, charts of the server over the
+run (``server_history.py``).
 
 This folder is deliberately not a package, and no module here is named
 ``locust``, ``client``, ``server`` or ``wire``.
@@ -37,12 +38,13 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from client import DEFAULT_METRICS_PORT, FileClient, FileClientError, parse_address
 from client.workload import DEFAULT_WEIGHTS, parse_size, size_label
+from server_history import ServerHistory, add_routes, inject_tab_script
 
 log = logging.getLogger("locustfile")
 
 COMMANDS = tuple(command.upper() for command in DEFAULT_WEIGHTS)
 SEED_PREFIX = "seed-"
-STATS_POLL_SECONDS = 3.0
+STATS_POLL_SECONDS = 2.0
 # Upload names must not collide across Locust processes; a pid would (every
 # worker container is PID 1).
 PROCESS_TAG = uuid.uuid4().hex[:8]
@@ -263,8 +265,9 @@ class ServerStatsPoller:
         {"key": "client", "title": "Client now"},
     ]
 
-    def __init__(self, environment):
+    def __init__(self, environment, history: ServerHistory | None = None):
         self.environment = environment
+        self.history = history
         self.rows: list[dict] = [self._message_row("waiting for the first poll", "")]
         self.last: dict | None = None
 
@@ -287,6 +290,7 @@ class ServerStatsPoller:
             url = self.url()
         except ValueError as exc:
             self.rows = [self._message_row("server stats unavailable", f"bad host: {exc}")]
+            self._history_failed(f"bad host: {exc}")
             return
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
@@ -295,8 +299,18 @@ class ServerStatsPoller:
             reason = getattr(exc, "reason", None) or exc
             self.last = None
             self.rows = [self._message_row("server stats unreachable", f"{url}: {reason}")]
+            self._history_failed(f"server stats unreachable: {url}: {reason}")
             return
         self.rows = self.to_rows(self.last)
+        if self.history is not None:
+            try:
+                self.history.add(self.last, time.time())
+            except ValueError as exc:
+                self.history.fail(f"{url}: {exc}")
+
+    def _history_failed(self, reason: str):
+        if self.history is not None:
+            self.history.fail(reason)
 
     @staticmethod
     def _message_row(title: str, detail: str) -> dict:
@@ -336,9 +350,16 @@ class ServerStatsPoller:
 def add_server_tab(environment, **_):
     if not environment.web_ui:
         return
-    poller = ServerStatsPoller(environment)
+    history = ServerHistory(STATS_POLL_SECONDS)
+    poller = ServerStatsPoller(environment, history)
     environment.server_stats_poller = poller
     web_ui = environment.web_ui
+    base_path = getattr(environment.parsed_options, "web_base_path", None) or ""
+    add_routes(web_ui.app, history, url_prefix=base_path, protect=web_ui.auth_required_if_enabled)
+    environment.events.test_start.add_listener(
+        lambda **_: history.mark("test start", time.time()))
+    environment.events.test_stop.add_listener(
+        lambda **_: history.mark("test stop", time.time()))
     web_ui.template_args.update(
         extended_tabs=[{"title": "Server", "key": "server"}],
         extended_tables=[{"key": "server", "structure": ServerStatsPoller.COLUMNS}])
@@ -346,10 +367,12 @@ def add_server_tab(environment, **_):
     @web_ui.app.after_request
     def add_server_stats(response):
         from flask import request
-        if request.path == "/stats/requests" and response.is_json:
+        if request.path == base_path + "/stats/requests" and response.is_json:
             body = response.get_json()
             body["extended_stats"] = [{"key": "server", "data": poller.rows}]
             response.set_data(json.dumps(body))
+        elif request.path == base_path + "/":
+            inject_tab_script(response)
         return response
 
     gevent.spawn(poller.poll_forever)

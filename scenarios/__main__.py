@@ -92,7 +92,7 @@ def run(args, scenario_file: ScenarioFile) -> int:
         folder, rows = runner.run(chosen, args.file, repeat=args.repeat)
     except BackendError as error:
         print(f"error: backend {args.backend}: {error}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_status", 1)     # 2: no engine or cluster to run on
     print(f"summary: {folder / 'summary.csv'}\nreport:  make report RESULTS={folder}")
     return 1 if any(row["status"] == "error" for row in rows) else 0
 
@@ -193,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: out of date with {args.file}: {', '.join(stale)} "
                   "(run `make k8s`)", file=sys.stderr)
             return 1
-        print(f"{args.out}: {len(k8s.deployable(scenario_file))} overlays, up to date")
+        print(f"{args.out}: {len(k8s.render_overlays(scenario_file))} overlays, up to date")
     else:
         written, removed = k8s.write_overlays(scenario_file, Path(args.out))
-        print(f"{args.out}: {len(k8s.deployable(scenario_file))} overlays, "
+        print(f"{args.out}: {len(k8s.render_overlays(scenario_file))} overlays, "
               f"{written} files written, {removed} stale overlays removed")
     return 0
 

@@ -104,16 +104,16 @@ def _capacity_answer(rows: list[dict]) -> list[str]:
         lines.append(f"{row['mode']} pool: capacity {_spread(row, 'capacity_rps', 'req/s')} "
                      f"at pool {row['pool']} ({row['scenario']}, "
                      f"{_spread(row, 'capacity_users', 'users')}).")
-    if len(ranked) >= 2:
-        first, second = ranked[0], ranked[1]
-        if no_measurable_difference(first, second, "capacity_rps"):
+    first = ranked[0]
+    for other in ranked[1:]:        # the best model's best against each other model's
+        if no_measurable_difference(first, other, "capacity_rps"):
             lines.append(f"Best against best: no measurable difference between the "
-                         f"{first['mode']} and the {second['mode']} pool (their runs overlap).")
+                         f"{first['mode']} and the {other['mode']} pool (their runs overlap).")
         else:
-            ratio = first["capacity_rps"] / second["capacity_rps"] if second["capacity_rps"] \
+            ratio = first["capacity_rps"] / other["capacity_rps"] if other["capacity_rps"] \
                 else float("inf")
             lines.append(f"The {first['mode']} pool served more: {ratio:.2f}× the "
-                         f"{second['mode']} pool's best (medians; the runs do not overlap).")
+                         f"{other['mode']} pool's best (medians; the runs do not overlap).")
     for row in sorted(trusted, key=lambda r: (r["mode"], r["pool"])):
         which = " (first run)" if row.get("runs", 1) > 1 else ""
         lines.append(f"{row['scenario']}{which}: stopped because {row['capacity_stopped']}.")
@@ -133,15 +133,15 @@ def _latency_answer(rows: list[dict]) -> list[str]:
                row["server_memory"], row["pool"])
         groups.setdefault(key, []).append(row)
     for group in groups.values():
-        modes = {row["mode"]: row for row in group}
-        if len(modes) < 2:
-            continue
-        (mode_a, a), (mode_b, b) = sorted(modes.items())[:2]
-        if no_measurable_difference(a, b, "p95_ms"):
-            verdict = "no measurable difference in p95"
-        else:
-            faster = a if a["p95_ms"] < b["p95_ms"] else b
-            verdict = f"{faster['mode']} has the lower p95"
-        lines.append(f"Same load, pool {a['pool']}: {mode_a} p95 {_spread(a, 'p95_ms', 'ms')}, "
-                     f"{mode_b} p95 {_spread(b, 'p95_ms', 'ms')}: {verdict}.")
+        modes = sorted({row["mode"]: row for row in group}.items())
+        for index, (mode_a, a) in enumerate(modes):     # every pair of models
+            for mode_b, b in modes[index + 1:]:
+                if no_measurable_difference(a, b, "p95_ms"):
+                    verdict = "no measurable difference in p95"
+                else:
+                    faster = a if a["p95_ms"] < b["p95_ms"] else b
+                    verdict = f"{faster['mode']} has the lower p95"
+                lines.append(f"Same load, pool {a['pool']}: {mode_a} p95 "
+                             f"{_spread(a, 'p95_ms', 'ms')}, {mode_b} p95 "
+                             f"{_spread(b, 'p95_ms', 'ms')}: {verdict}.")
     return lines

@@ -2,8 +2,12 @@
 
 The local backend samples the CPU of every Locust process it started (the
 master and each worker, by pid, with psutil) about once a second into
-``locust-cpu.jsonl`` in the scenario folder.  The first line names the
-processes, every further line is one sample in % of one core::
+``locust-cpu.jsonl`` in the scenario folder; the compose backend samples every
+container of its project with the Docker stats API into ``containers.jsonl``
+(see ``scenarios.containers``), whose Locust containers count the same way
+(``locust-master-1`` as the master, ``locust-worker-N`` as ``worker-N``).  The
+first line of ``locust-cpu.jsonl`` names the processes, every further line is
+one sample in % of one core::
 
     {"t": 0.0, "pids": {"master": 4242, "worker-1": 4243}}
     {"t": 1.001, "cpu_pct": {"master": 2.0, "worker-1": 93.0}}
@@ -11,6 +15,15 @@ processes, every further line is one sample in % of one core::
 
 ``t`` is seconds since sampling started; a process that has exited is left
 out of the samples that follow.
+
+The k8s backend writes the same file from ``kubectl top pod`` (metrics-server)
+each time it polls the Job, about every 5 s (``KubectlTopSamples``): the Job's
+pod is the master, the locust-worker pods are ``worker-1``, ``worker-2`` ... in
+the order they first appear; a ``pods`` line names them.  metrics-server's
+figures are already means over its own window (15 s by default).  When kubectl
+cannot give them (no metrics-server: ``Metrics API not available``; pods too
+new: ``metrics not available yet``) the line records the ``error`` and holds no
+sample, so a cluster without metrics gives an empty check, not a failure.
 
 Two summary columns come from it (``generator_check``):
 
@@ -23,9 +36,10 @@ Two summary columns come from it (``generator_check``):
     ``yes`` when that peak passed ``SATURATION_THRESHOLD_PCT`` (80 % of a
     core), or when Locust logged its own CPU warning (``CPU usage above`` in a
     process's log, ``exceeded cpu threshold`` in the master's) in
-    ``locust.log``; ``no`` otherwise.  Empty when the CPU was not sampled
-    (the compose and k8s backends, for now) and Locust logged no warning: the
-    note then says the generator was not checked.
+    ``locust.log`` or ``compose.log``; ``no`` otherwise.  Empty when the CPU
+    was not sampled (e.g. a cluster without metrics-server) and Locust logged
+    no warning: the note then says the generator was not checked, and why
+    when kubectl said so.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from pathlib import Path
 
 import psutil
 
+from scenarios.containers import CONTAINERS_FILE, read_container_samples, rolling_peak
 from scenarios.sampler import PeriodicSampler, read_records
 
 CPU_FILE = "locust-cpu.jsonl"
@@ -47,6 +62,8 @@ LOCUST_LOGS = ("locust.log", "compose.log")
 WORKER_PREFIX = "worker"
 SATURATED_NOTE = "the load generator was saturated: the numbers measure Locust, not the server"
 NOT_CHECKED_NOTE = "load generator not checked (Locust's CPU was not sampled)"
+KUBECTL_TOP_CPU = "CPU(cores)"         # kubectl top's CPU column, in millicores ("930m")
+NO_METRICS_API = "Metrics API not available"     # kubectl top without metrics-server
 
 
 class LocustCpuSampler(PeriodicSampler):
@@ -80,9 +97,117 @@ class LocustCpuSampler(PeriodicSampler):
         out.write(json.dumps({"t": elapsed, "cpu_pct": cpu}, separators=(",", ":")) + "\n")
 
 
+def parse_kubectl_top(text: str) -> dict[str, float]:
+    """Pod name -> CPU in % of one core, from ``kubectl top pod`` output with its header
+    (NAME, CPU(cores), MEMORY(bytes), found by name); {} when there is no table."""
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not rows or "NAME" not in rows[0] or KUBECTL_TOP_CPU not in rows[0]:
+        return {}
+    header = rows[0]
+    name_at, cpu_at = header.index("NAME"), header.index(KUBECTL_TOP_CPU)
+    cpu = {}
+    for row in rows[1:]:
+        if len(row) == len(header):
+            pct = cpu_quantity_pct(row[cpu_at])
+            if pct is not None:
+                cpu[row[name_at]] = pct
+    return cpu
+
+
+def cpu_quantity_pct(quantity: str) -> float | None:
+    """A Kubernetes CPU quantity as % of one core: "930m" -> 93.0, "2" -> 200.0."""
+    try:
+        cores = float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    except ValueError:
+        return None
+    return round(cores * 100, 1)
+
+
+class KubectlTopSamples:
+    """Appends ``kubectl top pod`` readings of the Locust pods to a ``locust-cpu.jsonl``
+    (see the module docstring): ``master_pod`` is the master, pods whose name starts
+    with ``worker_pods`` are the workers, any other pod is left out."""
+
+    def __init__(self, path: Path, master_pod: str, worker_pods: str = "locust-worker-"):
+        self.path = path
+        self.master_pod = master_pod
+        self.worker_pods = worker_pods
+        self.names: dict[str, str] = {}             # pod -> master | worker-N
+        self.named = 0                              # how many the file has named so far
+        self.no_metrics_api = False                 # asking again will not help
+
+    def add(self, t: float, returncode: int, stdout: str, stderr: str) -> None:
+        """Record one ``kubectl top pod`` call made ``t`` s into the run."""
+        records = []
+        if returncode != 0:
+            lines = (stderr or stdout).strip().splitlines() or [f"exit status {returncode}"]
+            records.append({"t": t, "error": lines[-1]})
+            self.no_metrics_api = NO_METRICS_API in lines[-1]
+        else:
+            cpu = {}
+            for pod, pct in sorted(parse_kubectl_top(stdout).items()):
+                name = self._name(pod)
+                if name is not None:
+                    cpu[name] = pct
+            if len(self.names) > self.named:
+                records.append({"t": t, "pods": {name: pod for pod, name in self.names.items()}})
+                self.named = len(self.names)
+            records.append({"t": t, "cpu_pct": cpu})
+        with open(self.path, "a", encoding="utf-8") as out:
+            for record in records:
+                out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    def _name(self, pod: str) -> str | None:
+        if pod not in self.names:
+            if pod == self.master_pod:
+                self.names[pod] = "master"
+            elif pod.startswith(self.worker_pods):
+                workers = sum(name.startswith(WORKER_PREFIX) for name in self.names.values())
+                self.names[pod] = f"{WORKER_PREFIX}-{workers + 1}"
+            else:
+                return None
+        return self.names[pod]
+
+
+def sampling_error(path: Path) -> str:
+    """The first error a ``locust-cpu.jsonl`` records (kubectl top's), or ""."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return ""
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("error"), str):
+            return record["error"]
+    return ""
+
+
 def read_cpu_samples(path: Path) -> list[dict] | None:
     """The samples of a ``locust-cpu.jsonl`` (``{"t", "cpu_pct"}``), None without the file."""
     return read_records(path, "cpu_pct")
+
+
+def locust_container_samples(path: Path) -> list[dict] | None:
+    """The Locust containers' CPU from a ``containers.jsonl``, as ``locust-cpu.jsonl``
+    samples (``{"t", "cpu_pct": {"master": .., "worker-1": ..}}``); None without the file."""
+    records = read_container_samples(path)
+    if records is None:
+        return None
+    names = {"locust-master": "master", "locust-worker": WORKER_PREFIX}
+    samples = []
+    for record in records:
+        cpu = {}
+        for container, values in record["containers"].items():
+            service = values.get("service")
+            if service in names and values.get("cpu_pct") is not None:
+                number = container.rpartition("-")[2]
+                cpu["master" if service == "locust-master" else f"{WORKER_PREFIX}-{number}"] = \
+                    values["cpu_pct"]
+        samples.append({"t": record["t"], "cpu_pct": cpu})
+    return samples
 
 
 def worker_peak(samples: list[dict], window: int = SMOOTHING_SAMPLES) -> float | None:
@@ -93,10 +218,7 @@ def worker_peak(samples: list[dict], window: int = SMOOTHING_SAMPLES) -> float |
         for name, pct in sample["cpu_pct"].items():
             if name.startswith(WORKER_PREFIX) and isinstance(pct, (int, float)):
                 series.setdefault(name, []).append(float(pct))
-    peaks = []
-    for values in series.values():
-        width = min(window, len(values))
-        peaks += [sum(values[i:i + width]) / width for i in range(len(values) - width + 1)]
+    peaks = [rolling_peak(values, window) for values in series.values()]
     return round(max(peaks), 1) if peaks else None
 
 
@@ -127,6 +249,8 @@ def generator_check(folder: Path, has_statistics: bool = True) -> tuple[dict, st
     nothing to say).  Without Locust statistics there is nothing to distrust, so no
     "not checked" note."""
     samples = read_cpu_samples(folder / CPU_FILE)
+    if samples is None:
+        samples = locust_container_samples(folder / CONTAINERS_FILE)
     peak = worker_peak(samples) if samples else None
     warning = locust_warning(folder)
     verdict = saturated(peak, warning)
@@ -142,5 +266,7 @@ def generator_check(folder: Path, has_statistics: bool = True) -> tuple[dict, st
             why.append("Locust logged its CPU warning")
         return columns, f"{SATURATED_NOTE} ({'; '.join(why)})"
     if verdict is None and has_statistics:
-        return columns, NOT_CHECKED_NOTE
+        error = sampling_error(folder / CPU_FILE)
+        return columns, f"{NOT_CHECKED_NOTE}; kubectl top pod said: {error}" if error \
+            else NOT_CHECKED_NOTE
     return columns, ""

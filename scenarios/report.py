@@ -11,8 +11,13 @@ Written into the results folder itself::
     report.html                   everything above in one file (charts embedded)
     report.md                     a short summary with the table
 
+Compose runs add a table of their containers (``containers.jsonl``): CPU and
+memory of the server and of every Locust container.
+
 The pool charts use the largest group of scenarios that differ only in mode
 and pool (the default matrix); every scenario appears in the per-scenario charts.
+A server on a free-threaded CPython (the scenario key ``python``) is its own
+model in charts and tables: "free-threaded thread" beside "thread" and "process".
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import html
 import json
 from pathlib import Path
 
-from scenarios.generator import SATURATED_NOTE, SATURATION_THRESHOLD_PCT
+from scenarios.containers import CONTAINERS_FILE, container_table, read_container_samples
+from scenarios.generator import SATURATED_NOTE, SATURATION_THRESHOLD_PCT, SMOOTHING_SAMPLES
 from scenarios.placement import PlacementError, parse_cpu_list
 from scenarios import findings
 from scenarios.findings import marked_saturated
@@ -31,17 +37,36 @@ from scenarios.results import SCENARIO_FILE, SUMMARY_FILE, read_capacity_steps, 
 CHART_SIZE_INCHES = (8.0, 4.5)
 CHART_DPI = 100                       # 800 x 450 pixels
 CHART_PIXELS = (round(CHART_SIZE_INCHES[0] * CHART_DPI), round(CHART_SIZE_INCHES[1] * CHART_DPI))
-MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728"}
+MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728",
+                "free-threaded thread": "#2ca02c", "free-threaded process": "#9467bd"}
 LOAD_KEYS = ("users", "spawn_rate", "duration_s", "locust_workers", "server_cpus",
              "server_memory")
 TABLE_COLUMNS = (("scenario", "scenario"), ("status", "status"), ("mode", "mode"),
-                 ("pool", "pool"), ("server_cpus", "CPUs"), ("server_memory", "memory"),
+                 ("pool", "pool"), ("python", "Python"),
+                 ("server_cpus", "CPUs"), ("server_memory", "memory"),
                  ("users", "users"), ("runs", "runs"),
                  ("capacity_rps", "capacity req/s"), ("capacity_users", "at users"),
                  ("rps", "req/s"), ("p50_ms", "p50 ms"),
                  ("p95_ms", "p95 ms"), ("failure_pct", "failed %"),
                  ("server_cpu_pct_mean", "CPU % mean"), ("server_pss_mb_max", "PSS MiB max"),
                  ("busy_workers_max", "busy max"), ("locust_cpu_max_pct", "Locust CPU % max"))
+
+
+def model_label(row: dict) -> str:
+    """The concurrency model as the report names it: the mode, and for a server on a
+    free-threaded build, "free-threaded thread" (or, with its GIL back on,
+    "thread (free-threaded build, GIL on)")."""
+    if row.get("free_threaded") != "yes":
+        return row["mode"]
+    if row.get("gil_enabled") == "no":
+        return f"free-threaded {row['mode']}"
+    return f"{row['mode']} (free-threaded build, GIL on)"
+
+
+def with_model_labels(rows: list[dict]) -> list[dict]:
+    """Rows whose ``mode`` is the model label: the charts, tables and the answer then
+    keep a free-threaded thread pool apart from the GIL one."""
+    return [dict(row, mode=model_label(row)) for row in rows]
 
 
 class ReportError(ValueError):
@@ -281,7 +306,7 @@ def _generator_caveats(info: dict, rows: list[dict]) -> list[str]:
         notes.append("The load generator was not checked"
                      + ("" if len(unchecked) == len(measured)
                         else " for: " + ", ".join(unchecked))
-                     + " (Locust's CPU is sampled by the local backend only).")
+                     + " (Locust's CPU is sampled by the local and compose backends only).")
     placement = info.get("placement")
     if placement:
         notes.append(f"CPU placement: the server pinned to CPU {placement.get('server')}, "
@@ -345,11 +370,66 @@ def highlights(rows: list[dict]) -> list[str]:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(title for _, title in TABLE_COLUMNS) + " |",
-             "|" + "|".join("---" if key in ("scenario", "status", "mode", "server_memory")
+             "|" + "|".join("---" if key in ("scenario", "status", "mode", "python",
+                                            "server_memory")
                             else "---:" for key, _ in TABLE_COLUMNS) + "|"]
     for row in rows:
         lines.append("| " + " | ".join(_table_cell(row, key) for key, _ in TABLE_COLUMNS) + " |")
     return "\n".join(lines)
+
+
+CONTAINER_COLUMNS = (("scenario", "scenario"), ("container", "container"), ("role", "role"),
+                     ("cpu_pct_peak", "CPU % max"), ("cpu_pct_mean", "CPU % mean"),
+                     ("memory_mib_max", "memory MiB max"), ("memory_limit_mib", "limit MiB"))
+CONTAINERS_TITLE = "Containers"
+CONTAINERS_INTRO = (f"Every container of each compose run, from the Docker stats API about once "
+                    f"a second: CPU in % of one core (max: the highest mean of "
+                    f"{SMOOTHING_SAMPLES} consecutive samples, as the load-generator check "
+                    "takes it), memory as `docker stats` shows it (usage less the inactive page "
+                    "cache) against the container's limit.  A container counts every process in "
+                    "it: the server's includes its health checks, which its /stats does not.")
+
+
+def container_rows(results: Path, rows: list[dict]) -> list[dict]:
+    """One row per container of every run that sampled its containers (compose)."""
+    table = []
+    for row in rows:
+        folders = run_folders(results, row)
+        for folder in folders:
+            samples = read_container_samples(folder / CONTAINERS_FILE)
+            if not samples:
+                continue
+            run = row["scenario"] + (f" {folder.name}" if folder.name.startswith("run-")
+                                     else "")
+            for entry in container_table(samples, SMOOTHING_SAMPLES):
+                mib = {key: None if entry[source] is None else round(entry[source] / 2 ** 20, 1)
+                       for key, source in (("memory_mib_max", "memory_bytes_max"),
+                                           ("memory_limit_mib", "memory_limit_bytes"))}
+                table.append({"scenario": run, **entry, **mib})
+    return table
+
+
+def markdown_container_table(table: list[dict]) -> str:
+    lines = ["| " + " | ".join(title for _, title in CONTAINER_COLUMNS) + " |",
+             "|" + "|".join("---" if key in ("scenario", "container", "role") else "---:"
+                            for key, _ in CONTAINER_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cell(entry[key]) for key, _ in CONTAINER_COLUMNS) + " |"
+              for entry in table]
+    return "\n".join(lines)
+
+
+def _html_container_section(table: list[dict]) -> list[str]:
+    esc = html.escape
+    parts = [f"<h2>{CONTAINERS_TITLE}</h2>", f"<p>{esc(CONTAINERS_INTRO)}</p>",
+             "<table><thead><tr>"]
+    parts += [f"<th>{esc(title)}</th>" for _, title in CONTAINER_COLUMNS]
+    parts.append("</tr></thead><tbody>")
+    for entry in table:
+        cells = [('<td class="n">' if isinstance(entry[key], (int, float)) else "<td>")
+                 + f"{esc(_cell(entry[key]))}</td>" for key, _ in CONTAINER_COLUMNS]
+        parts.append(f"<tr>{''.join(cells)}</tr>")
+    parts.append("</tbody></table>")
+    return parts
 
 
 def _run_line(info: dict, rows: list[dict]) -> str:
@@ -359,7 +439,9 @@ def _run_line(info: dict, rows: list[dict]) -> str:
             + f", backend {info.get('backend', '?')}, "
             f"{info.get('started', '?')} to {info.get('finished', '?')}, "
             f"commit {info.get('git_commit') or '?'}, {machine.get('cpus', '?')} CPUs, "
-            f"Python {machine.get('python', '?')}")
+            f"Python {machine.get('python', '?')}"
+            + ("" if {row.get("python") for row in rows} <= {machine.get("python"), None}
+               else " (the lab's; each server's is in the Python column)"))
 
 
 def write_markdown(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -> Path:
@@ -367,6 +449,10 @@ def write_markdown(folder: Path, info: dict, rows: list[dict], charts: list[Path
              _run_line(info, rows), ""]
     parts += [f"- {line}" for line in highlights(rows) + _caveats(info, rows)]
     parts += ["", markdown_table(rows), ""]
+    containers = container_rows(folder, rows)
+    if containers:
+        parts += [f"## {CONTAINERS_TITLE}", "", CONTAINERS_INTRO, "",
+                  markdown_container_table(containers), ""]
     parts += [f"![{chart.stem}]({chart.relative_to(folder).as_posix()})" for chart in charts]
     path = folder / "report.md"
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
@@ -405,6 +491,9 @@ def write_html(folder: Path, info: dict, rows: list[dict], charts: list[Path]) -
             cells.append(f"<td{numeric}>{esc(_table_cell(row, key))}</td>")
         parts.append(f"<tr{css}>{''.join(cells)}</tr>")
     parts.append("</tbody></table>")
+    containers = container_rows(folder, rows)
+    if containers:
+        parts += _html_container_section(containers)
     for chart in charts:
         data = base64.b64encode(chart.read_bytes()).decode("ascii")
         parts.append(f'<h2>{esc(chart.stem.replace("-", " "))}</h2>'
@@ -427,7 +516,7 @@ def write_report(folder: Path) -> list[Path]:
         info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         info = {}
-    scenarios = findings.aggregate(rows)
+    scenarios = with_model_labels(findings.aggregate(rows))
     charts = write_charts(scenarios, folder / "charts", folder)
     return [*charts, write_html(folder, info, scenarios, charts),
             write_markdown(folder, info, scenarios, charts)]

@@ -7,9 +7,11 @@ A scenario folder holds what its backend collected:
     latency percentiles.
 ``server-stats.jsonl``
     the server's ``/stats`` sampled during the run (see ``sampler``): CPU,
-    memory and busy workers.
+    memory, busy workers and the interpreter it ran on (version, free-threaded
+    build, GIL enabled).
 ``locust-cpu.jsonl``, ``locust.log``
-    the Locust processes' CPU (local backend) and Locust's own CPU warning:
+    the Locust processes' CPU (local backend; compose: ``containers.jsonl``, every
+    container's CPU and memory from the Docker engine) and Locust's own CPU warning:
     whether the load generator was saturated (see ``generator``).
 ``locust_capacity_steps.csv``, ``locust_capacity.json``
     a capacity search's judged steps and its outcome (``locust/capacity_shape.py``).
@@ -37,7 +39,8 @@ CAPACITY_STEPS_FILE = f"{LOCUST_PREFIX}_capacity_steps.csv"    # written by capa
 CAPACITY_OUTCOME_FILE = f"{LOCUST_PREFIX}_capacity.json"
 
 SUMMARY_COLUMNS = (
-    "scenario", "run_index", "backend", "status", "mode", "pool", "server_cpus", "server_memory",
+    "scenario", "run_index", "backend", "status", "mode", "pool", "python", "free_threaded",
+    "gil_enabled", "server_cpus", "server_memory",
     "limits_enforced", "users", "spawn_rate", "duration_s", "locust_workers",
     "requests", "failures", "failure_pct", "rps", "avg_ms", "p50_ms", "p95_ms", "p99_ms",
     "max_ms", "capacity_rps", "capacity_users", "capacity_steps", "capacity_stopped",
@@ -47,7 +50,8 @@ SUMMARY_COLUMNS = (
     "samples", "locust_cpu_max_pct", "load_generator_saturated", "note",
 )
 NUMERIC_COLUMNS = frozenset(SUMMARY_COLUMNS) - {
-    "scenario", "backend", "status", "mode", "server_memory", "limits_enforced",
+    "scenario", "backend", "status", "mode", "python", "free_threaded", "gil_enabled",
+    "server_memory", "limits_enforced",
     "capacity_stopped", "load_generator_saturated", "note"}
 INTEGER_COLUMNS = frozenset({"run_index", "capacity_users", "capacity_steps",
                              "pool", "users", "requests", "failures", "locust_workers",
@@ -127,6 +131,19 @@ def server_usage(samples: list[dict]) -> dict:
     return usage
 
 
+def server_interpreter(samples: list[dict]) -> dict:
+    """python, free_threaded, gil_enabled: what the server said it ran on (its /stats
+    ``interpreter``; the GIL as it was at the last sample)."""
+    infos = [sample["stats"]["interpreter"] for sample in samples
+             if "interpreter" in sample.get("stats", {})]
+    if not infos:
+        return {"python": None, "free_threaded": None, "gil_enabled": None}
+    info = infos[-1]
+    return {"python": info.get("version"),
+            "free_threaded": "yes" if info.get("free_threaded") else "no",
+            "gil_enabled": "yes" if info.get("gil_enabled", True) else "no"}
+
+
 def read_capacity_steps(folder: Path) -> list[dict]:
     """A capacity search's judged steps (none for a fixed-load scenario)."""
     path = folder / CAPACITY_STEPS_FILE
@@ -184,7 +201,9 @@ def summarise(folder: Path, status: str, note: str = "", run_index: int = 1) -> 
                 row[key] = round(row[key], 1)
         if row["rps"] is not None:
             row["rps"] = round(row["rps"], 2)
-    row.update(server_usage(read_samples(folder / STATS_FILE)))
+    samples = read_samples(folder / STATS_FILE)
+    row.update(server_usage(samples))
+    row.update(server_interpreter(samples))
     row.update(capacity_result(folder))
     generator, generator_note = generator_check(folder, row["requests"] is not None)
     row.update(generator, note="; ".join(filter(None, [row["note"], generator_note])))

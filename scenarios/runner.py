@@ -111,6 +111,7 @@ class Runner:
         drift on the machine hits every scenario alike); returns the run folder and
         the summary rows, one per run."""
         self.backend.check()
+        self.backend.check_scenarios(scenarios)
         folder = new_run_folder(self.results_root)
         run_info = {
             "backend": self.backend.name, "scenario_file": scenario_file,

@@ -15,6 +15,13 @@ define at least one scenario:
     ``{name: "{mode}-pool{pool}", mode: [thread, process], pool: [1, 5]}``.
     Combinations are produced in key order, the last key varying fastest.
 
+``python`` picks the server's interpreter for the local backend: ``default`` (the
+one running the lab), ``freethreaded`` (``.venv-ft/bin/python``, made by ``make
+venv-ft``) or a path to an interpreter (relative paths from the repository root);
+compose and Kubernetes run ``freethreaded`` as the server-ft image, and refuse a path.
+The file is checked here; whether the interpreter exists is checked by the backend
+before anything starts (``scenarios.backends.local.resolve_python``).
+
 ``weights`` merges key by key: a scenario that sets only ``upload`` keeps the
 other weights of the defaults (or of ``client.workload.DEFAULT_WEIGHTS``, the
 Locust users' own defaults).
@@ -63,11 +70,18 @@ WAIT_NUMBER = r"[0-9]+(?:\.[0-9]+)?"
 WAIT_RE = re.compile(rf"^({WAIT_NUMBER})(?:-({WAIT_NUMBER}))?$")
 
 TOP_LEVEL_KEYS = ("defaults", "scenarios", "matrix")
-SCENARIO_KEYS = ("name", "description", "mode", "pool", "server_cpus", "server_memory",
+SCENARIO_KEYS = ("name", "description", "mode", "pool", "python", "server_cpus", "server_memory",
                  "users", "spawn_rate", "duration", "locust_workers", "weights",
                  "file_sizes", "upload_size", "wait", "capacity")
 REQUIRED_KEYS = tuple(k for k in SCENARIO_KEYS if k not in ("description", "weights",
-                                                           "capacity"))
+                                                           "capacity", "python"))
+# the ``python`` key: the lab's own interpreter, the free-threaded venv, or a path
+PYTHON_DEFAULT, PYTHON_FREETHREADED = "default", "freethreaded"
+PYTHON_NAMED = (PYTHON_DEFAULT, PYTHON_FREETHREADED)
+# the server image that runs each named interpreter in compose and Kubernetes
+# (server-ft: compose/build-server-ft.sh, `make image-ft`)
+SERVER_IMAGES = {PYTHON_DEFAULT: "fileserver-lab/server",
+                 PYTHON_FREETHREADED: "fileserver-lab/server-ft"}
 # After a capacity search's last step, the master judges it once the workers'
 # reports are in (locust/capacity_shape.py): this much longer than the steps.
 CAPACITY_SLACK_SECONDS = 15
@@ -139,6 +153,12 @@ class Scenario:
     wait: str
     description: str = ""
     capacity: Capacity | None = None    # a capacity search instead of a fixed load
+    python: str = PYTHON_DEFAULT        # the server's interpreter: default, freethreaded, a path
+
+    @property
+    def server_image(self) -> str | None:
+        """The server image for compose and Kubernetes (none for a path)."""
+        return SERVER_IMAGES.get(self.python)
 
     @property
     def server_cpu_quantity(self) -> str:
@@ -243,6 +263,15 @@ def check_name(value: Any) -> str:
 def check_mode(value: Any) -> str:
     if value not in MODES:
         raise _Bad(f"{_show(value)} is not one of {', '.join(MODES)}")
+    return value
+
+
+def check_python(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise _Bad(f"{_show(value)} is not {' or '.join(PYTHON_NAMED)} or the path of an "
+                   "interpreter")
+    if value != value.strip() or "\n" in value:
+        raise _Bad(f"{value!r} has leading or trailing blanks or a line break")
     return value
 
 
@@ -398,6 +427,7 @@ def check_capacity(value: Any) -> Capacity:
 
 CHECKS = {
     "name": check_name, "description": _str, "mode": check_mode, "pool": check_pool,
+    "python": check_python,
     "server_cpus": check_cpus, "server_memory": check_memory, "users": check_users,
     "spawn_rate": check_spawn_rate, "duration": check_duration,
     "locust_workers": check_workers, "file_sizes": check_sizes,

@@ -37,9 +37,13 @@ class ServerConfig:
     port: int = wire.DEFAULT_PORT
     storage_dir: str = "./files"
     metrics_port: int = wire.DEFAULT_METRICS_PORT
+    metrics_host: str = "127.0.0.1"
     max_upload_bytes: int = wire.DEFAULT_MAX_UPLOAD_BYTES
     max_line_bytes: int = wire.DEFAULT_MAX_LINE_BYTES
     timeout: float = 60.0
+    request_timeout: float = 10.0
+    min_rate: int = 1024
+    max_connections: int = 1000
     grace_seconds: float = 10.0
     log_level: str = "INFO"
     stats_interval: float = 10.0
@@ -113,12 +117,24 @@ SETTINGS = (
             "folder holding the served files (created if missing)"),
     Setting("metrics_port", ("--metrics-port",), "FS_METRICS_PORT", _int_in(0, 65535),
             "HTTP port for /metrics, /stats, /healthz, /readyz (0 disables)"),
+    Setting("metrics_host", ("--metrics-host",), "FS_METRICS_HOST", _nonempty,
+            "address the metrics port listens on (0.0.0.0 for probes and scrapers "
+            "from other hosts; /stats shows client addresses)"),
     Setting("max_upload_bytes", ("--max-upload-bytes",), "FS_MAX_UPLOAD_BYTES",
             _int_in(0, 2 ** 62), "largest accepted upload, in decoded bytes"),
     Setting("max_line_bytes", ("--max-line-bytes",), "FS_MAX_LINE_BYTES",
             _int_in(64, 1024 ** 2), "longest accepted non-upload request line"),
     Setting("timeout", ("--timeout",), "FS_TIMEOUT", _seconds(0.1),
             "seconds a connection may stay silent before it is closed"),
+    Setting("request_timeout", ("--request-timeout",), "FS_REQUEST_TIMEOUT", _seconds(0.1),
+            "seconds a request line may take to arrive, from its first byte"),
+    Setting("min_rate", ("--min-rate",), "FS_MIN_RATE", _int_in(0, 2 ** 40),
+            "bytes/s an upload body or a GET reply must average once it has run "
+            "FS_REQUEST_TIMEOUT seconds (0: no minimum)"),
+    Setting("max_connections", ("--max-connections",), "FS_MAX_CONNECTIONS",
+            _int_in(1, 1_000_000),
+            "connections the server holds open at once (served, waiting for a request "
+            "or parked); beyond it new ones wait in the listen backlog"),
     Setting("grace_seconds", ("--grace",), "FS_GRACE_SECONDS", _seconds(0),
             "seconds in-flight requests get to finish on SIGTERM/SIGINT"),
     Setting("log_level", ("--log-level",), "FS_LOG_LEVEL", _log_level,

@@ -1,11 +1,31 @@
-"""One client connection: socket <-> wire decoder <-> storage.
+"""One client connection: socket <-> wire decoder <-> storage, advanced by a worker.
 
-``ConnectionHandler.handle(sock, address, slot)`` serves requests on one
-connection until the client closes it, goes silent for ``timeout``
-seconds, breaks the protocol beyond repair, or the server is stopping and
-the connection is between requests.  It knows nothing of pools: the pool
-calls it from whichever thread or process it runs, with that worker's
-stats slot.
+``ConnectionHandler.open(sock, address, slot)`` wraps an accepted socket in
+a ``Connection``.  A worker calls ``Connection.advance()`` whenever the
+socket is ready: it reads, serves every request that has fully arrived,
+and returns what it must wait for next (``WAIT_READ``, ``WAIT_WRITE``) or
+``CLOSED``.  It knows nothing of pools: the worker that calls it may be a
+thread or a process, and ``handle()`` serves one connection to its end on
+its own (tests and simple callers).
+
+A request is served by one worker from start to end, and a worker serves
+one request at a time.  What the worker does not do is wait for a slow
+peer:
+
+* a connection whose next request has not fully arrived (idle, or a
+  request line still trickling in) is handed back at once, so idle and
+  slowloris clients hold no worker;
+* in the middle of an UPLOAD body or a GET reply, a peer that stalls for
+  more than ``PARK_AFTER_SECONDS`` gets the same treatment: the transfer is
+  parked with its state (decoder, temporary file, open file and encoder)
+  and resumed by a worker when the peer is ready again.
+
+Deadlines (``deadline()``, enforced by ``expire()``): a connection silent
+for ``timeout`` seconds is closed; a request line must arrive within
+``request_timeout`` seconds of its first byte; an UPLOAD body or a GET
+reply slower on average than ``min_rate`` bytes/s (checked once it has
+run ``request_timeout`` seconds) is cut.  Whatever happens in the middle of
+a request gets an ERROR reply when one can still be sent.
 
 GET replies are streamed (file read in chunks whose size is a multiple of
 3, so each chunk's base64 is independent), UPLOAD content is decoded as it
@@ -15,9 +35,11 @@ arrives into a temporary file: memory per connection is bounded by
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
 import socket
-import struct
+import threading
 import time
 from typing import Callable
 
@@ -29,118 +51,283 @@ from .config import ServerConfig
 from .logbuffer import AccessLog
 from .storage import Storage, StorageError
 
-__all__ = ["ConnectionHandler"]
+__all__ = ["ConnectionHandler", "Connection", "WAIT_READ", "WAIT_WRITE", "CLOSED"]
 
 log = logging.getLogger("server.connection")
 access_log = AccessLog(log)
+
+WAIT_READ = select.EPOLLIN
+WAIT_WRITE = select.EPOLLOUT
+CLOSED = 0
 
 
 class _Closed(Exception):
     """The peer went away or the connection must end now."""
 
 
+class _Parked(Exception):
+    """The peer stalled: hand the connection back until it is ready."""
+
+    def __init__(self, wait: int):
+        self.wait = wait
+
+
 class ConnectionHandler:
-    POLL_SECONDS = 1.0                  # how often an idle connection checks for shutdown
+    PARK_AFTER_SECONDS = 0.2            # a peer stalled longer than this gives its worker back
     LINGER_SECONDS = 2.0                # after a fatal error, drain so the reply is not reset
-    LINGER_BYTES = 16 * 1024 * 1024
+    LINGER_BYTES = 1024 * 1024          # ... but not much: a refused body is not read on and on
 
     def __init__(self, storage: Storage, config: ServerConfig,
                  should_stop: Callable[[], bool] = lambda: False):
         self.storage = storage
         self.timeout = config.timeout
+        self.request_timeout = config.request_timeout
+        self.min_rate = config.min_rate
         self.max_line_bytes = config.max_line_bytes
         self.max_upload_bytes = config.max_upload_bytes
         self.should_stop = should_stop
+        self._local = threading.local()
+
+    def chunk_buffer(self) -> bytearray:
+        """The calling worker's buffer for reading a file piece (the encoder
+        keeps nothing of it): one per thread, reused for every GET."""
+        buffer = getattr(self._local, "chunk", None)
+        if buffer is None:
+            buffer = self._local.chunk = bytearray(wire.FILE_CHUNK_BYTES)
+        return buffer
+
+    def open(self, sock: socket.socket, address, slot) -> "Connection":
+        return Connection(sock, address, slot, self)
 
     def handle(self, sock: socket.socket, address, slot) -> None:
-        connection = _Connection(sock, address, slot, self)
-        slot.connection_opened(address)
-        try:
-            connection.serve()
-        except Exception:
-            log.exception("unexpected error serving %s", connection.peer)
-        finally:
-            connection.close()
-            slot.connection_closed()
-            connection.log_summary()
+        """Serve one connection until it ends, waiting on its socket in between."""
+        slot.connection_opened()
+        connection = self.open(sock, address, slot)
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        wait = connection.advance()
+        while wait != CLOSED:
+            poller.modify(sock, wait)
+            seconds = max(min(connection.deadline(), time.monotonic() + 1.0)
+                          - time.monotonic(), 0)
+            if poller.poll(seconds * 1000):
+                wait = connection.advance()
+            elif self.should_stop() and not connection.in_request:
+                connection.close()
+                wait = CLOSED
+            elif time.monotonic() >= connection.deadline():
+                connection.expire()
+                wait = CLOSED
 
 
-class _Connection:
-    """State of one connection while it is served."""
+class Connection:
+    """State of one connection, from accept to close."""
 
     def __init__(self, sock, address, slot, handler: ConnectionHandler):
         self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
         self.peer = _format_peer(address)
         self.slot = slot
         self.handler = handler
         self.storage = handler.storage
         self.decoder = wire.RequestDecoder(handler.max_line_bytes, handler.max_upload_bytes)
         self.upload = None
+        self.delivery: _Delivery | None = None
         self.started = time.monotonic()
         self.last_activity = self.started
+        self.request_started: float | None = None    # first byte of the current request
+        self.request_bytes = 0                       # moved for the current request
         self.requests = 0
+        self.answered = False                        # the current request got its reply
         self.bytes_in = 0
         self.bytes_out = 0
-        # Kernel timeouts on a blocking socket: a recv or send is one system
-        # call (Python's own timeouts add a poll() before each), and an expired
-        # timeout surfaces as BlockingIOError (EAGAIN).
-        sock.settimeout(None)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
-                        _timeval(min(handler.POLL_SECONDS, handler.timeout)))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(handler.timeout))
+        self.closed = False
+        # held while the socket is closed, by whoever may shut it down from
+        # another thread (the pool's cut), so that it never meets a reused number
+        self.close_lock = _NO_LOCK
+        self._serving = False
+        self._send_patience = handler.timeout    # how long a small reply may wait for the peer
+        sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    # -- main loop ------------------------------------------------------------
-    def serve(self) -> None:
+    def fileno(self) -> int:
+        """The socket's descriptor number, also once closed (the worker's key)."""
+        return self.fd
+
+    @property
+    def in_request(self) -> bool:
+        """Part of a request has arrived, a worker is serving one (its reply may
+        not be out yet), or a reply is still going out."""
+        return self._serving or self.delivery is not None or self.decoder.in_request
+
+    @property
+    def in_transfer(self) -> bool:
+        """An UPLOAD body or a GET reply is under way (a worker has started it)."""
+        return self.delivery is not None or self.decoder.state in (
+            self.decoder.UPLOAD_BODY, self.decoder.SKIP_BODY, self.decoder.UPLOAD_ENDING)
+
+    # -- what a worker calls ----------------------------------------------------
+    def advance(self) -> int:
+        """Serve what the peer allows now; returns WAIT_READ, WAIT_WRITE or CLOSED."""
+        if self.closed:
+            return CLOSED
         try:
-            while True:
-                try:
-                    event = self.decoder.next_event()
-                except ProtocolError as exc:
-                    self.reject(exc)
-                    if exc.fatal:
-                        self.linger()
-                        return
-                    continue
-                if event is NEED_DATA:
-                    if self.decoder.state == self.decoder.CLOSED or not self.receive():
-                        return
-                    continue
-                self.dispatch(event)
+            self._advance()
+        except _Parked as parked:
+            self._stop_serving()
+            return parked.wait
         except _Closed:
+            pass
+        except Exception:
+            log.exception("unexpected error serving %s", self.peer)
+        self._stop_serving()
+        self.close()
+        return CLOSED
+
+    def deadline(self) -> float:
+        """The monotonic time at which a parked connection is given up."""
+        return self._deadline()[0]
+
+    def _deadline(self) -> tuple[float, str]:
+        """(when, why): the earliest of the deadlines that apply now."""
+        handler = self.handler
+        deadlines = [(self.last_activity + handler.timeout,
+                      f"timed out after {handler.timeout:g} s waiting for the rest "
+                      f"of the request")]
+        if self.request_started is not None and not self.in_transfer:
+            deadlines.append((self.request_started + handler.request_timeout,
+                              f"request not complete after {handler.request_timeout:g} s; "
+                              f"closing the connection"))
+        elif self.request_started is not None:
+            deadlines.append((self._too_slow_at(),
+                              f"transfer slower than {handler.min_rate} bytes/s; "
+                              f"closing the connection"))
+        return min(deadlines)
+
+    def expire(self) -> None:
+        """The deadline passed while parked: an ERROR reply if one can be sent, then close."""
+        if not self.closed:
+            reason = self._deadline()[1]
+            if self.in_request:
+                log.info("closing %s: %s", self.peer, reason)
+            if self.in_request and self.delivery is None:
+                self._reject_quietly(ProtocolError(reason, fatal=True))
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
             return
-        finally:
-            if self.upload is not None:
-                self.upload.abort()
-                self.upload = None
-
-    def receive(self) -> bool:
-        """Read more bytes into the decoder; False when the connection should end."""
-        while True:
-            if not self.decoder.in_request and self.handler.should_stop():
-                return False
+        self.closed = True
+        if self.upload is not None:
+            self.upload.abort()
+            self.upload = None
+        if self.delivery is not None:
+            self.delivery.source.close()
+            self.delivery = None
+        with self.close_lock:
             try:
-                data = self.sock.recv(wire.RECV_BYTES)
-            except BlockingIOError:     # SO_RCVTIMEO expired: a poll tick
-                silent = time.monotonic() - self.last_activity
-                if silent < self.handler.timeout:
-                    continue
-                if self.decoder.in_request:
-                    self.reject(ProtocolError(
-                        f"timed out after {self.handler.timeout:g} s waiting for the rest "
-                        f"of the request", fatal=True))
-                return False
+                self.sock.close()
             except OSError:
-                return False
-            self.last_activity = time.monotonic()
-            self.count_in(len(data))
-            if not data and not self.decoder.in_request:
-                return False          # clean close between requests
-            self.decoder.receive_data(data)
-            return True
+                pass
+        self.log_summary()
 
-    def dispatch(self, event) -> None:
+    # -- the loop -----------------------------------------------------------------
+    def _advance(self) -> None:
+        while True:
+            if self.delivery is not None:
+                self._deliver()
+                continue
+            skipping = self.decoder.state == self.decoder.SKIP_BODY
+            try:
+                event = self.decoder.next_event()
+            except ProtocolError as exc:
+                if not (skipping and exc.fatal and self.answered):
+                    self.reject(exc)      # else: an upload refused already broke a limit too
+                else:
+                    log.info("protocol error from %s: %s", self.peer, exc.message)
+                if exc.fatal:
+                    self.linger()
+                    raise _Closed() from None
+                if not self.in_transfer:
+                    self._request_finished()
+                continue
+            if event is NEED_DATA:
+                if self.decoder.state == self.decoder.CLOSED:
+                    raise _Closed()
+                self._receive()
+                continue
+            if self.answered and isinstance(event, (Command, UploadStart)):
+                self._request_finished()  # a refused upload's body was skipped to its end
+            self._start_serving()
+            self._dispatch(event)
+            if not self.in_transfer:
+                self._request_finished()
+
+    def _receive(self) -> None:
+        """Read what has arrived into the decoder; parks when nothing has.  When
+        the server is stopping, a connection with no request under way ends."""
+        decoder = self.decoder
+        while True:
+            try:
+                if decoder.state in decoder.BULK_STATES:
+                    # a file arriving: straight into the decoder's buffer
+                    count = decoder.receive_into(self.sock.recv_into)
+                else:
+                    data = self.sock.recv(wire.SMALL_RECV_BYTES)
+                    count = len(data)
+                    decoder.receive_data(data)
+                break
+            except BlockingIOError:
+                if not self.in_request and self.handler.should_stop():
+                    raise _Closed() from None
+                self._wait_for_peer(WAIT_READ)
+            except OSError:
+                raise _Closed() from None
+        self.last_activity = time.monotonic()
+        self.count_in(count)
+        if not count and not decoder.in_request:
+            raise _Closed()              # a clean close between requests
+        if self.request_started is None:
+            self.request_started = self.last_activity
+
+    def _wait_for_peer(self, wait: int) -> None:
+        """In a transfer, wait briefly for the peer; otherwise (or if it stalls) park."""
+        if not self.in_transfer:
+            raise _Parked(wait)
+        if time.monotonic() >= self._too_slow_at():
+            raise _Parked(wait)          # expire() answers it
+        poller = select.poll()
+        poller.register(self.sock, wait)
+        if not poller.poll(self.handler.PARK_AFTER_SECONDS * 1000):
+            raise _Parked(wait)
+
+    def _too_slow_at(self) -> float:
+        """When the current transfer will have been slower than min_rate for too long."""
+        if not self.handler.min_rate or self.request_started is None:
+            return float("inf")
+        grace = self.handler.request_timeout
+        return self.request_started + max(grace, self.request_bytes / self.handler.min_rate)
+
+    def _start_serving(self) -> None:
+        if not self._serving:
+            self._serving = True
+            self.slot.serving(self.address)
+
+    def _stop_serving(self) -> None:
+        if self._serving:
+            self._serving = False
+            self.slot.done_serving()
+
+    def _request_finished(self) -> None:
+        self.answered = False
+        self.request_started = None
+        self.request_bytes = 0
+        if self.decoder.in_request:        # a pipelined request has begun
+            self.request_started = time.monotonic()
+
+    def _dispatch(self, event) -> None:
         if isinstance(event, UploadData):
             self.write_upload(event.data)
         elif isinstance(event, UploadStart):
@@ -152,7 +339,12 @@ class _Connection:
 
     # -- commands ---------------------------------------------------------------
     def do_list(self, command: Command) -> None:
-        self.reply("LIST", ok_reply(self.storage.list_names()))
+        try:
+            names = self.storage.list_names()
+        except StorageError as exc:
+            self.reply("LIST", error_reply(str(exc)), ok=False)
+            return
+        self.reply("LIST", ok_reply(names))
 
     def do_delete(self, command: Command) -> None:
         try:
@@ -168,18 +360,51 @@ class _Connection:
         except StorageError as exc:
             self.reply("GET", error_reply(str(exc)), ok=False)
             return
-        with source:
-            self.stream_file(command.name, source)
+        self.delivery = _Delivery(command.name, source)
 
-    def stream_file(self, name: str, source) -> None:
-        reply = wire.get_reply_stream(name)
-        while chunk := source.read(wire.FILE_CHUNK_BYTES):
-            batch = reply.encode(chunk)
-            if batch:
-                self.send(batch)
-        last = reply.finish()
-        self.finish_request("GET", ok=True)
-        self.send(last)
+    def _deliver(self) -> None:
+        """Send the GET reply under way, reading and encoding the file as it goes."""
+        delivery = self.delivery
+        while True:
+            if delivery.unsent:
+                self._send_some(delivery)
+                continue
+            if delivery.finished:
+                delivery.source.close()
+                self.delivery = None
+                self._request_finished()
+                return
+            try:
+                chunk_buffer = self.handler.chunk_buffer()
+                with memoryview(chunk_buffer) as whole:
+                    count = delivery.source.readinto(whole)
+                    chunk = whole[:count]
+                    batch = delivery.reply.encode(chunk) if count else b""
+                    chunk.release()
+            except OSError as exc:
+                # the reply has begun: the client can only see a short reply
+                log.error("reading %r for %s failed: %s", delivery.name, self.peer,
+                          exc.strerror or exc)
+                raise _Closed() from None
+            if count:
+                delivery.queue(batch)
+            else:
+                delivery.queue(delivery.reply.finish())
+                delivery.finished = True
+                self.finish_request("GET", ok=True)
+
+    def _send_some(self, delivery: "_Delivery") -> None:
+        try:
+            sent = self.sock.send(delivery.unsent)
+        except BlockingIOError:
+            self._wait_for_peer(WAIT_WRITE)
+            return
+        except OSError:
+            raise _Closed() from None
+        delivery.unsent = delivery.unsent[sent:]
+        self.last_activity = time.monotonic()
+        self.request_bytes += sent
+        self.count_out(sent)
 
     def start_upload(self, name: str) -> None:
         try:
@@ -189,11 +414,12 @@ class _Connection:
             self.reply("UPLOAD", error_reply(_storage_message(exc, name)), ok=False)
 
     def write_upload(self, data: bytes) -> None:
+        self.request_bytes += len(data)
         if self.upload is None:
             return
         try:
             self.upload.write(data)
-        except OSError as exc:
+        except (StorageError, OSError) as exc:
             upload, self.upload = self.upload, None
             upload.abort()
             self.decoder.skip_upload()
@@ -213,15 +439,26 @@ class _Connection:
 
     # -- replies ------------------------------------------------------------------
     def reject(self, error: ProtocolError) -> None:
+        log.info("protocol error from %s: %s", self.peer, error.message)
         command = "UPLOAD" if self.upload is not None else "OTHER"
         if self.upload is not None:
             self.upload.abort()
             self.upload = None
+        self._start_serving()
         try:
             self.reply(command, error_reply(error.message), ok=False)
         except _Closed:
             if not error.fatal:
                 raise
+
+    def _reject_quietly(self, error: ProtocolError) -> None:
+        """An ERROR reply on the way out, if the socket takes it now."""
+        self._send_patience = 0.0
+        try:
+            self.reject(error)
+        except (_Closed, _Parked):
+            pass
+        self._stop_serving()
 
     def reply(self, command: str, payload: bytes, ok: bool = True) -> None:
         self.finish_request(command, ok)
@@ -230,16 +467,29 @@ class _Connection:
     def finish_request(self, command: str, ok: bool) -> None:
         """Count the request; called before its last bytes go out, so a client
         holding a whole reply always finds it in /stats."""
+        self.answered = True
         self.requests += 1
         self.slot.request_done(command, ok)
 
     def send(self, data: bytes) -> None:
-        try:
-            self.sock.sendall(data)
-        except OSError as exc:
-            raise _Closed() from exc
+        """A whole small reply.  Replies other than GET's are at most a few KB
+        (LIST: the names), so this waits for the peer instead of parking."""
+        view = memoryview(data)
+        deadline = time.monotonic() + self._send_patience
+        while view:
+            try:
+                sent = self.sock.send(view)
+            except BlockingIOError:
+                poller = select.poll()
+                poller.register(self.sock, select.POLLOUT)
+                if not poller.poll(max(deadline - time.monotonic(), 0) * 1000):
+                    raise _Closed() from None
+                continue
+            except OSError:
+                raise _Closed() from None
+            view = view[sent:]
+            self.count_out(sent)
         self.last_activity = time.monotonic()
-        self.count_out(len(data))
 
     def count_in(self, size: int) -> None:
         self.bytes_in += size
@@ -257,19 +507,16 @@ class _Connection:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + self.handler.LINGER_SECONDS
             drained = 0
+            poller = select.poll()
+            poller.register(self.sock, select.POLLIN)
             while drained < self.handler.LINGER_BYTES and time.monotonic() < deadline:
-                self.sock.settimeout(max(deadline - time.monotonic(), 0.01))
+                if not poller.poll(max(deadline - time.monotonic(), 0.01) * 1000):
+                    break
                 data = self.sock.recv(wire.RECV_BYTES)
                 if not data:
                     break
                 drained += len(data)
                 self.count_in(len(data))
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        try:
-            self.sock.close()
         except OSError:
             pass
 
@@ -281,9 +528,24 @@ class _Connection:
                         f"{seconds:.3f} s, {rate:.1f} KB/s")
 
 
-def _timeval(seconds: float) -> bytes:
-    whole = int(seconds)
-    return struct.pack("ll", whole, int((seconds - whole) * 1e6))
+_NO_LOCK = contextlib.nullcontext()
+
+
+class _Delivery:
+    """A GET reply under way: the open file, its encoder and the bytes not yet sent."""
+
+    __slots__ = ("name", "source", "reply", "unsent", "finished")
+
+    def __init__(self, name: str, source):
+        self.name = name
+        self.source = source
+        self.reply = wire.get_reply_stream(name)
+        self.unsent = memoryview(b"")
+        self.finished = False
+
+    def queue(self, batch: bytes) -> None:
+        if batch:
+            self.unsent = memoryview(batch)
 
 
 def _storage_message(exc: Exception, name: str) -> str:

@@ -9,6 +9,10 @@ them from a small flusher thread every ``FLUSH_SECONDS``, before any
 ordinary record, and when a worker process exits.  Lines stay in order
 within a process; a process killed with SIGKILL loses at most its last
 ``FLUSH_SECONDS`` of access lines.
+
+Thread safety does not lean on the GIL: the pending lines, the flusher's
+start and the write are under the handler's lock, and ``AccessLog`` keeps
+its per-second timestamp text in one tuple, replaced whole.
 """
 
 from __future__ import annotations
@@ -53,17 +57,18 @@ class BatchingStreamHandler(logging.StreamHandler):
         self.flush()
 
     def append_line(self, line: str) -> None:
-        if self._flusher_pid != os.getpid():
-            self._start_flusher()       # first line in this process (or after fork)
         with self.lock:
+            if self._flusher_pid != os.getpid():
+                self._start_flusher()       # first line in this process (or after fork)
             self._pending.append(line)
             burst = len(self._pending) >= self.MAX_PENDING
         if burst:
             self.flush()
 
     def _start_flusher(self) -> None:
+        """Under ``self.lock``: one flusher per process however many threads log
+        their first line at once."""
         self._flusher_pid = os.getpid()
-        self._pending = []
         thread = threading.Thread(target=self._flush_periodically, name="LogFlusher",
                                   daemon=True)
         thread.start()
@@ -103,8 +108,9 @@ class AccessLog:
 
     def __init__(self, logger: logging.Logger):
         self.logger = logger
-        self._second = None
-        self._second_text = ""
+        # (second, its text): one object, so a thread never pairs one thread's
+        # second with another's text
+        self._second_text: tuple[int | None, str] = (None, "")
         self._fast = False          # not looked up yet (logging is configured later)
 
     def _fast_path(self):
@@ -133,11 +139,12 @@ class AccessLog:
         handler, fmt = fast
         now = time.time()
         second = int(now)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        cached_second, second_text = self._second_text
+        if second != cached_second:
+            second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+            self._second_text = (second, second_text)
         handler.append_line(fmt % {
-            "asctime": f"{self._second_text},{int((now - second) * 1000):03d}",
+            "asctime": f"{second_text},{int((now - second) * 1000):03d}",
             "threadName": threading.current_thread().name,
             "processName": multiprocessing.current_process().name,
             "levelname": "INFO", "name": self.logger.name, "message": message,

@@ -1,71 +1,81 @@
 """The two concurrency models, behind one small interface.
 
-``Pool`` receives the bound listening socket, a ``serve(sock, address,
-slot)`` callable (the connection handler), the shared ``WorkerTable`` and
-the shared ``StopSignal``.  The supervisor calls ``start()``, then
+``Pool`` receives the bound listening socket, the ``ConnectionHandler``,
+the shared ``WorkerTable``, the shared ``StopSignal`` and how many
+connections the server may hold.  The supervisor calls ``start()``, then
 ``maintain()`` about twice a second, then ``stop(grace)``.  ``maintain()``
 and ``stop()`` return the pids of worker processes that ended since the
 last call, so that the supervisor can clean up after them (their unfinished
 uploads); a pool of threads returns none.
 
-* ``ThreadPool`` (``FS_MODE=thread``): one acceptor thread feeding a
-  ``ThreadPoolExecutor(max_workers=pool)``.  The acceptor takes a connection
-  only when a worker is free: it first takes a token from a
-  ``queue.SimpleQueue`` holding one token per free worker, and a worker puts
-  its token back when its connection ends.  So waiting clients queue in the
-  kernel's listen backlog exactly as they do in process mode, and "busy
-  workers" means the same thing in both modes.
+In both models every worker runs the same ``WorkerLoop``
+(``server/workerloop.py``): it accepts on the shared listener itself, keeps
+the connections it accepted in its own epoll set while they wait for a
+request, and serves one request at a time.  The models differ only in what
+a worker is:
+
+* ``ThreadPool`` (``FS_MODE=thread``): ``pool`` threads of one process, the
+  workers of a ``ThreadPoolExecutor(max_workers=pool)``, each running one
+  ``WorkerLoop`` for the life of the server.
 * ``FS_MODE=process`` is split the way gunicorn keeps its arbiter apart
   from its workers.  ``PreforkPool`` is the parent's side only: it forks
   ``pool`` processes (``multiprocessing`` with the "fork" context, which
   keeps the inherited listener), reaps them, replaces a worker that dies and
   logs why, and stops them.  ``PreforkWorker`` is the child's side:
   ``init_process()`` sets up signals and claims the worker's row of the
-  table, ``run()`` blocks in ``accept()`` on the shared socket and serves
-  one connection at a time.  A worker that fails in ``init_process()``
+  table, ``run()`` runs the ``WorkerLoop``.  A worker that fails in ``init_process()``
   exits with ``BOOT_ERROR_EXIT``, and the pool then stops the server
-  (``WorkerBootError``) instead of restarting it forever; so do workers
-  that die more than ``MAX_RESTARTS_PER_MINUTE`` times in a minute.  When
+  (``WorkerBootError``) instead of restarting it forever; so does a crash
+  loop: more than ``max(MIN_EARLY_EXITS_PER_MINUTE, pool)`` workers in a
+  minute that end within ``EARLY_EXIT_SECONDS`` of their start.  A worker
+  that ran longer is replaced however often it ends (an external kill, the
+  OOM killer).  Each worker asks the kernel to SIGKILL it when the
+  supervisor ends (``PR_SET_PDEATHSIG``), so none outlives it.  When
   the supervisor is PID 1 (in a container) the pool also reaps orphans
   that the kernel hands it.
 
-Stopping is the same for both: the stop signal is set (handlers end each
-connection at its next request boundary), ``shutdown()`` on the listener
-wakes every blocked ``accept()``, in-flight requests get ``grace`` seconds,
-then what is left is cut (sockets shut down, or processes killed).
+Stopping is the same for both: the stop signal is set (workers stop
+accepting and close the connections that are between requests),
+``shutdown()`` on the listener wakes the workers, in-flight requests get
+``grace`` seconds, then what is left is cut (sockets shut down, or
+processes killed); ``cut_connections`` then says how many requests were
+cut short.
 """
 
 from __future__ import annotations
 
-import errno
-import itertools
+import ctypes
 import logging
+import math
 import multiprocessing
 import os
-import queue
+import resource
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from .handler import ConnectionHandler
 from .stats import WorkerTable
+from .workerloop import WorkerLoop
 
 __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
-           "WorkerBootError"]
+           "WorkerBootError", "PoolStartError"]
 
 log = logging.getLogger("server.pool")
 
-ServeFn = Callable[[socket.socket, object, object], None]
-
-# accept() errors that mean "try again" rather than "the listener is gone"
-_TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
-                            errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+DEFER_ACCEPT_SECONDS = 1     # TCP_DEFER_ACCEPT: wake a worker once the first bytes arrived
 
 
 class WorkerBootError(RuntimeError):
     """A worker could not start; restarting it would fail the same way."""
+
+
+class PoolStartError(RuntimeError):
+    """The pool cannot start on this machine as configured (the message says why)."""
 
 
 class StopSignal:
@@ -94,13 +104,16 @@ class Pool:
 
     log_format = "%(asctime)s - %(levelname)s - %(message)s"
 
-    def __init__(self, size: int, listener: socket.socket, serve: ServeFn,
-                 table: WorkerTable, stop_signal: StopSignal):
+    def __init__(self, size: int, listener: socket.socket, handler: ConnectionHandler,
+                 table: WorkerTable, stop_signal: StopSignal, max_connections: int = 1000):
         self.size = size
         self.listener = listener
-        self.serve = serve
+        self.handler = handler
         self.table = table
         self.stop_signal = stop_signal
+        # each worker holds its share of the connections
+        self.connections_per_worker = max(1, math.ceil(max_connections / size))
+        self.cut_connections = 0      # requests cut short by the last stop()
 
     def start(self) -> None:
         raise NotImplementedError
@@ -119,6 +132,45 @@ class Pool:
         of worker processes that ended and ``maintain()`` did not return."""
         raise NotImplementedError
 
+    # descriptors a process needs beyond its workers' (logs, pipes, the metrics port)
+    SPARE_FILES = 32
+
+    def files_needed(self) -> tuple[int, int]:
+        """(at least, ideally) open files one process of this pool needs: per
+        worker an epoll set, a connection and an open file at the least, and
+        ideally room for every connection it may hold."""
+        raise NotImplementedError
+
+    def _raise_file_limit(self) -> None:
+        """Raise the soft RLIMIT_NOFILE toward what the pool needs; refuse to
+        start when even the least cannot be had."""
+        least, ideal = self.files_needed()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < ideal:
+            target = ideal if hard == resource.RLIM_INFINITY else min(ideal, hard)
+            if target > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+        if soft < least:
+            raise PoolStartError(
+                f"a {self.mode_name} pool of {self.size} needs at least {least} open files, "
+                f"but the limit is {soft} (ulimit -n); raise it or lower FS_POOL")
+        if soft < ideal:
+            log.warning("the open-file limit (%d) is below what FS_MAX_CONNECTIONS needs (%d): "
+                        "workers stop accepting when it is reached", soft, ideal)
+
+    def _prepare_listener(self) -> None:
+        """Non-blocking (workers race for each connection), and on TCP woken only
+        once a connection has sent something."""
+        self.listener.setblocking(False)
+        if self.listener.family in (socket.AF_INET, socket.AF_INET6):
+            self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
+                                     DEFER_ACCEPT_SECONDS)
+
+    def _worker_loop(self, slot) -> WorkerLoop:
+        return WorkerLoop(self.listener, self.handler, slot, self.stop_signal.is_set,
+                          self.connections_per_worker)
+
     def _wake_acceptors(self) -> None:
         # shutdown() on a listening socket makes every blocked accept(), in any
         # thread or forked process sharing it, return EINVAL at once.
@@ -132,78 +184,50 @@ class ThreadPool(Pool):
     """Threads of one process; log lines name the thread (Worker-N)."""
 
     log_format = "%(asctime)s - %(threadName)s - %(levelname)s - %(message)s"
+    mode_name = "thread"
+
+    def files_needed(self) -> tuple[int, int]:
+        # every worker is in this one process
+        least = 3 * self.size + self.SPARE_FILES
+        return least, self.size * (self.connections_per_worker + 2) + self.SPARE_FILES
 
     def start(self) -> None:
-        self._slot_numbers = itertools.count()
-        self._local = threading.local()
-        # one token per free worker; SimpleQueue is C code, where a
-        # threading.Semaphore would run a Python-level Condition per connection
-        self._free_workers: queue.SimpleQueue = queue.SimpleQueue()
-        for _ in range(self.size):
-            self._free_workers.put(None)
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        self._executor = ThreadPoolExecutor(max_workers=self.size,
-                                            initializer=self._claim_slot)
-        self._acceptor = threading.Thread(target=self._accept_loop, name="Acceptor",
-                                          daemon=True)
-        self._acceptor.start()
+        self._raise_file_limit()
+        self._prepare_listener()
+        # made here, before any thread runs, so that stop() sees every one
+        self._loops = [self._worker_loop(self.table.slot(index)) for index in range(self.size)]
+        self._executor = ThreadPoolExecutor(max_workers=self.size)
+        self._workers = [self._executor.submit(self._run_worker, index, loop)
+                         for index, loop in enumerate(self._loops)]
 
-    def _claim_slot(self) -> None:
-        index = next(self._slot_numbers)
+    def _run_worker(self, index: int, loop: WorkerLoop) -> None:
         threading.current_thread().name = f"Worker-{index + 1}"
-        self._local.slot = self.table.slot(index)
-        self._local.slot.claim(os.getpid(), threading.get_native_id())
-
-    def _accept_loop(self) -> None:
-        while not self.stop_signal.is_set():
+        loop.slot.claim(os.getpid(), threading.get_native_id())
+        while True:
             try:
-                self._free_workers.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                sock, address = self.listener.accept()
-            except OSError as exc:
-                self._free_workers.put(None)
-                if not _accept_error_is_transient(exc, self.stop_signal):
+                loop.run()
+                return
+            except Exception:
+                log.exception("worker loop failed; restarting it")
+                if self.stop_signal.is_set():
                     return
-                continue
-            with self._open_lock:
-                self._open.add(sock)
-            self._executor.submit(self._serve_one, sock, address)
-
-    def _serve_one(self, sock: socket.socket, address) -> None:
-        try:
-            self.serve(sock, address, self._local.slot)
-        finally:
-            with self._open_lock:
-                self._open.discard(sock)
-            self._free_workers.put(None)
+                time.sleep(0.1)
 
     def alive_workers(self) -> int:
-        # the executor starts threads on demand; all `size` are available
-        return self.size if self._acceptor.is_alive() else 0
+        return sum(1 for worker in self._workers if not worker.done())
 
     def stop(self, grace: float, cut_short: Callable[[], bool] = lambda: False) -> list[int]:
         self._wake_acceptors()
-        self._acceptor.join()
         deadline = time.monotonic() + grace
-        while self._open and time.monotonic() < deadline and not cut_short():
+        while (self.alive_workers() and any(loop.in_flight() for loop in self._loops)
+               and time.monotonic() < deadline and not cut_short()):
             time.sleep(0.05)
-        self._cut_open_connections()
+        self.cut_connections = sum(loop.cut() for loop in self._loops)
+        if self.cut_connections:
+            log.warning("grace period over: cut %d requests still in flight",
+                        self.cut_connections)
         self._executor.shutdown(wait=True, cancel_futures=True)
         return []
-
-    def _cut_open_connections(self) -> None:
-        with self._open_lock:
-            if self._open:
-                log.warning("grace period over: closing %d connections still open",
-                            len(self._open))
-            for sock in self._open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class PreforkWorker:
@@ -215,14 +239,12 @@ class PreforkWorker:
 
     BOOT_ERROR_EXIT = 3          # the exit status of a worker that cannot start
 
-    def __init__(self, index: int, listener: socket.socket, serve: ServeFn,
-                 table: WorkerTable, stop_signal: StopSignal):
+    def __init__(self, index: int, pool: "PreforkPool"):
         self.index = index
         self.name = f"Worker-{index + 1}"
-        self.listener = listener
-        self.serve = serve
-        self.table = table
-        self.stop_signal = stop_signal
+        self.pool = pool
+        self.table = pool.table
+        self.stop_signal = pool.stop_signal
 
     def main(self) -> None:
         """The target of the worker's ``multiprocessing.Process``."""
@@ -233,6 +255,7 @@ class PreforkWorker:
         """Signals, then the worker's row of the table; on failure the process
         exits with ``BOOT_ERROR_EXIT`` (the pool then stops the server)."""
         try:
+            _die_with_parent()
             self._init_signals()
             self.slot = self.table.slot(self.index)
             self.slot.claim(os.getpid(), threading.get_native_id())
@@ -247,15 +270,8 @@ class PreforkWorker:
         signal.set_wakeup_fd(-1)
 
     def run(self) -> None:
-        """Accept and serve, one connection at a time, until stopped."""
-        while not self.stop_signal.is_set():
-            try:
-                sock, address = self.listener.accept()
-            except OSError as exc:
-                if not _accept_error_is_transient(exc, self.stop_signal):
-                    return
-                continue
-            self.serve(sock, address, self.slot)
+        """Accept and serve, one request at a time, until stopped."""
+        self.pool._worker_loop(self.slot).run()
 
 
 class PreforkPool(Pool):
@@ -263,25 +279,35 @@ class PreforkPool(Pool):
     ``PreforkWorker`` each) sharing one listening socket."""
 
     log_format = "%(asctime)s - %(processName)s - %(levelname)s - %(message)s"
+    mode_name = "process"
 
-    MAX_RESTARTS_PER_MINUTE = 100
+    # the crash-loop cap (module docstring); boot failures stop the server at once
+    EARLY_EXIT_SECONDS = 2.0
+    MIN_EARLY_EXITS_PER_MINUTE = 20
+
+    def files_needed(self) -> tuple[int, int]:
+        # per process: each worker has its own descriptor table
+        return 3 + self.SPARE_FILES, self.connections_per_worker + 2 + self.SPARE_FILES
 
     def start(self) -> None:
+        self._raise_file_limit()
+        self._prepare_listener()
         # "fork" explicitly: the children must inherit the listening socket,
         # and Python 3.14 changed the POSIX default to forkserver.
         self._context = multiprocessing.get_context("fork")
         self._workers: dict[int, multiprocessing.Process] = {}
-        self._restarts: list[float] = []
+        self._early_exits: list[float] = []     # when workers that ended early were reaped
+        self._started_at: dict[int, float] = {}  # by worker index
         self._ended: list[int] = []      # pids not yet returned by maintain()/stop()
         self._stopping = False
         for index in range(self.size):
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
-        worker = PreforkWorker(index, self.listener, self.serve, self.table,
-                               self.stop_signal)
+        worker = PreforkWorker(index, self)
         process = self._context.Process(target=worker.main, name=worker.name)
         process.start()
+        self._started_at[index] = time.monotonic()
         self._workers[index] = process
 
     def maintain(self) -> list[int]:
@@ -313,7 +339,8 @@ class PreforkPool(Pool):
 
     def _report_exit(self, name: str, pid: int, code: int) -> None:
         if self._stopping:
-            if code != 0:
+            # SIGKILL is ours once the grace period is over ("killing N workers")
+            if code not in (0, -signal.SIGKILL):
                 log.warning("%s (pid %d) %s; not replaced, stopping",
                             name, pid, _describe_exit(code))
             return
@@ -321,12 +348,19 @@ class PreforkPool(Pool):
             raise WorkerBootError(f"{name} (pid {pid}) failed to boot")
         log.warning("%s (pid %d) %s; replacing it", name, pid, _describe_exit(code))
 
+    def early_exit_cap(self) -> int:
+        return max(self.MIN_EARLY_EXITS_PER_MINUTE, self.size)
+
     def _respawn(self, index: int) -> None:
+        """Replace the worker at ``index``, unless workers crash-loop."""
         now = time.monotonic()
-        self._restarts = [t for t in self._restarts if now - t < 60] + [now]
-        if len(self._restarts) > self.MAX_RESTARTS_PER_MINUTE:
-            raise WorkerBootError(
-                f"workers died {len(self._restarts)} times in a minute; giving up")
+        if now - self._started_at[index] < self.EARLY_EXIT_SECONDS:
+            self._early_exits = [t for t in self._early_exits if now - t < 60] + [now]
+            if len(self._early_exits) > self.early_exit_cap():
+                raise WorkerBootError(
+                    f"{len(self._early_exits)} workers in a minute ended within "
+                    f"{self.EARLY_EXIT_SECONDS:g} s of their start (a crash loop; the cap "
+                    f"is {self.early_exit_cap()}); giving up")
         self._spawn(index)
 
     def alive_workers(self) -> int:
@@ -341,6 +375,9 @@ class PreforkPool(Pool):
         while self._workers and time.monotonic() < deadline and not cut_short():
             time.sleep(0.05)
             self._reap_and_replace()
+        # after the stop signal a worker holds only connections in mid-request
+        self.cut_connections = sum(self.table.slot(index)["open_connections"]
+                                   for index in self._workers)
         if self._workers:
             self._kill_the_rest()
         return self._take_ended()
@@ -360,17 +397,27 @@ class PreforkPool(Pool):
                 pass
 
 
-def _accept_error_is_transient(exc: OSError, stop_signal: StopSignal) -> bool:
-    if stop_signal.is_set():
-        return False
-    if exc.errno in _TRANSIENT_ACCEPT_ERRORS:
-        if exc.errno in (errno.EMFILE, errno.ENFILE):
-            log.error("accept failed: %s; retrying shortly", exc.strerror)
-            time.sleep(0.1)
-        return True
-    if exc.errno not in (errno.EINVAL, errno.EBADF):
-        log.error("listener failed: %s", exc)
-    return False
+PR_SET_PDEATHSIG = 1        # from <linux/prctl.h>
+
+
+def _die_with_parent() -> None:
+    """In a worker: have the kernel SIGKILL this process when the supervisor ends,
+    however it ends, so that no worker keeps the port (or the storage lock)
+    without a supervisor.  SIGKILL, not SIGTERM: nobody is left to wait for, so
+    in-flight requests are cut and the last access lines (under a second) lost.
+    The signal comes when the *thread* that forked ends: the supervisor forks
+    from its main thread only.  Then, in case the supervisor ended before the
+    request: compare the parent with the one that forked us."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        log.warning("the supervisor (pid %d) is gone; exiting", parent.pid)
+        os._exit(1)
 
 
 def _describe_exit(code: int) -> str:

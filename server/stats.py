@@ -4,31 +4,47 @@
 memory (``multiprocessing.RawArray``), one row per worker.  Each row has a
 single writer, the worker it belongs to, so no lock is needed and the same
 table works for threads and for forked processes: a pre-forked child writes
-its row in memory the parent reads, not in a copy of its own.
+its row in memory the parent reads, not in a copy of its own.  ``_add`` is a
+read then a write, not atomic (with or without the GIL): it stays correct
+only while each row has a single writer.  A reader may see one row
+mid-update (``requests`` counted, its command not yet), as it always could
+in process mode; each counter on its own is whole.
 
 ``StatsCollector`` runs in the supervisor: it sums the rows, keeps a short
 history for requests/s over a recent window, samples CPU and memory with
 psutil, and produces the ``/stats`` document and the periodic log line.
+Its state (history, CPU samples, psutil handles) is guarded by a lock, so
+the supervisor's loop and a metrics thread may both call it.
+
+``interpreter_info()`` says which Python runs the server: a free-threaded
+build or not, and whether the GIL is on now.
 """
 
 from __future__ import annotations
 
 import collections
+import functools
 import ipaddress
 import multiprocessing
 import os
+import platform
 import socket
+import sys
+import sysconfig
+import threading
 import time
 
 import psutil
 
-__all__ = ["WorkerTable", "WorkerSlot", "StatsCollector", "COMMANDS"]
+__all__ = ["WorkerTable", "WorkerSlot", "StatsCollector", "COMMANDS", "interpreter_info",
+           "describe_interpreter"]
 
 COMMANDS = ("LIST", "GET", "UPLOAD", "DELETE", "OTHER")
 STATUSES = ("OK", "ERROR")
 
 _FIELDS = (
-    "pid", "tid", "busy", "busy_since_ns", "busy_ns", "connections", "requests",
+    "pid", "tid", "busy", "busy_since_ns", "busy_ns", "connections", "open_connections",
+    "requests",
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port",
     "client_since_ns", "client_bytes_in", "client_bytes_out", "client_requests",
 ) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
@@ -61,7 +77,15 @@ class WorkerSlot:
         self._set("tid", tid)
         self._set("busy", 0)
 
-    def connection_opened(self, address) -> None:
+    def connection_opened(self) -> None:
+        self._add("connections", 1)
+
+    def holding(self, connections: int) -> None:
+        """How many connections this worker holds now (served, waiting or parked)."""
+        self._set("open_connections", connections)
+
+    def serving(self, address) -> None:
+        """The worker starts (or resumes) serving a request of ``address``."""
         now = time.monotonic_ns()
         high, low, port = _pack_address(address)
         self._set("client_ip_hi", high)
@@ -73,7 +97,6 @@ class WorkerSlot:
         self._set("client_requests", 0)
         self._set("busy_since_ns", now)
         self._set("busy", 1)
-        self._add("connections", 1)
 
     def add_bytes(self, received: int = 0, sent: int = 0) -> None:
         if received:
@@ -90,7 +113,8 @@ class WorkerSlot:
         self._add("requests", 1)
         self._add("client_requests", 1)
 
-    def connection_closed(self) -> None:
+    def done_serving(self) -> None:
+        """The request is answered, or parked until its peer is ready."""
         self._add("busy_ns", time.monotonic_ns() - self["busy_since_ns"])
         self._set("busy", 0)
 
@@ -111,6 +135,7 @@ class WorkerTable:
         slot._set("pid", 0)
         slot._set("tid", 0)
         slot._set("busy", 0)
+        slot._set("open_connections", 0)
 
     def rows(self) -> list[dict]:
         values = self._array[:]
@@ -140,6 +165,31 @@ def _unpack_address(row: dict) -> str | None:
     return f"[{address}]:{row['client_port']}"
 
 
+@functools.cache
+def _build() -> tuple[str, str, bool]:
+    return (platform.python_implementation(), platform.python_version(),
+            sysconfig.get_config_var("Py_GIL_DISABLED") == 1)
+
+
+def interpreter_info() -> dict:
+    """The running Python.  ``gil_enabled`` is read each time: a free-threaded
+    build turns the GIL on at start with PYTHON_GIL=1, or later when it imports
+    an extension module that does not declare it can run without it."""
+    implementation, version, free_threaded = _build()
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)   # Python 3.13+
+    return {"implementation": implementation, "version": version,
+            "free_threaded": free_threaded,
+            "gil_enabled": bool(is_gil_enabled()) if is_gil_enabled else True}
+
+
+def describe_interpreter(info: dict) -> str:
+    """``CPython 3.13.5, free-threaded, GIL disabled`` (or ``..., with the GIL``)."""
+    text = f"{info['implementation']} {info['version']}"
+    if not info["free_threaded"]:
+        return text + ", with the GIL"
+    return text + f", free-threaded, GIL {'enabled' if info['gil_enabled'] else 'disabled'}"
+
+
 class CpuSampler:
     """CPU % between two calls, per key, from cumulative CPU seconds."""
 
@@ -155,7 +205,11 @@ class CpuSampler:
 
 
 class StatsCollector:
-    """Aggregates the table for /stats, /metrics and the stats log line."""
+    """Aggregates the table for /stats, /metrics and the stats log line.
+
+    ``tick()``, ``snapshot()`` and ``requests_per_second()`` may be called from
+    several threads: one lock serializes them (a snapshot takes a few ms).
+    """
 
     RATE_WINDOW = 10.0   # seconds of history behind requests/s
     # PSS reads every process's smaps (about 0.5 ms each), so it is refreshed
@@ -173,16 +227,22 @@ class StatsCollector:
         self._cpu = CpuSampler()
         self._processes: dict[int, psutil.Process] = {}
         self._pss: tuple[float, int | None] = (float("-inf"), None)
+        self._lock = threading.Lock()
 
     def tick(self) -> None:
         """Record the request total now; call about once a second."""
-        now = time.monotonic()
-        total = sum(row["requests"] for row in self.table.rows())
-        self._history.append((now, total))
-        while self._history and now - self._history[0][0] > self.RATE_WINDOW:
-            self._history.popleft()
+        with self._lock:
+            now = time.monotonic()
+            total = sum(row["requests"] for row in self.table.rows())
+            self._history.append((now, total))
+            while self._history and now - self._history[0][0] > self.RATE_WINDOW:
+                self._history.popleft()
 
     def requests_per_second(self) -> float:
+        with self._lock:
+            return self._requests_per_second()
+
+    def _requests_per_second(self) -> float:
         if len(self._history) < 2:
             return 0.0
         (t0, n0), (t1, n1) = self._history[0], self._history[-1]
@@ -259,6 +319,10 @@ class StatsCollector:
         return total
 
     def snapshot(self, alive_workers: int, ready: bool) -> dict:
+        with self._lock:
+            return self._snapshot(alive_workers, ready)
+
+    def _snapshot(self, alive_workers: int, ready: bool) -> dict:
         now = time.monotonic()
         rows = self.table.rows()
         resources, memory, cpu_seconds = self._resources(rows, now)
@@ -274,12 +338,13 @@ class StatsCollector:
             "ready": ready,
             "started_at": self.started,
             "uptime_seconds": round(now - self._started_monotonic, 3),
-            "requests_per_second": self.requests_per_second(),
+            "interpreter": interpreter_info(),
+            "requests_per_second": self._requests_per_second(),
             "rate_window_seconds": self.RATE_WINDOW,
             "workers_alive": alive_workers,
             "workers_busy": busy,
             "workers_idle": max(alive_workers - busy, 0),
-            "open_connections": busy,
+            "open_connections": sum(row["open_connections"] for row in rows),
             "totals": {
                 "requests": sum(row["requests"] for row in rows),
                 "errors": sum(by_command[cmd]["ERROR"] for cmd in COMMANDS),
@@ -302,6 +367,7 @@ class StatsCollector:
             "tid": row["tid"] or None,
             "state": "busy" if row["busy"] else ("idle" if row["pid"] else "not started"),
             "connections": row["connections"],
+            "open_connections": row["open_connections"],
             "requests": row["requests"],
             "bytes_in": row["bytes_in"],
             "bytes_out": row["bytes_out"],

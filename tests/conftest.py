@@ -140,7 +140,7 @@ def shared_server(module_server):
     """The module's server, still running, with an empty storage folder."""
     assert module_server.proc.poll() is None, module_server.log()
     for entry in module_server.storage.iterdir():
-        if entry.is_file():
+        if entry.is_file() and not entry.name.startswith("."):   # the server's lock file stays
             entry.unlink()
     return module_server
 

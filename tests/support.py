@@ -8,9 +8,10 @@ from pathlib import Path
 import wire
 from server import launcher
 from server.launcher import REPO_ROOT, free_port
+from server.storage import LOCK_NAME
 
 __all__ = ["REPO_ROOT", "ServerProcess", "free_port", "connect", "read_reply", "request",
-           "command", "temp_files"]
+           "command", "stored_files", "temp_files"]
 
 
 class ServerProcess(launcher.ServerProcess):
@@ -56,6 +57,11 @@ def request(port: int, raw: bytes, timeout: float = 10.0) -> dict:
 
 def command(port: int, verb: str, name: str | None = None, content: bytes | None = None) -> dict:
     return request(port, wire.encode_request(verb, name, content))
+
+
+def stored_files(server) -> list[str]:
+    """What is in a server's storage folder, but for its lock file."""
+    return sorted(p.name for p in server.storage.iterdir() if p.name != LOCK_NAME)
 
 
 def temp_files(storage: Path) -> list[str]:

@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 
 from .receivebuffer import TERMINATOR, TERMINATOR_TAIL, ReceiveBuffer
-from .streaming import Base64Decoder, StreamEncoder
+from .streaming import RECV_BYTES, SMALL_RECV_BYTES, Base64Decoder, StreamEncoder
 
 __all__ = [
     "TERMINATOR", "NEED_DATA", "COMMANDS", "DEFAULT_PORT", "DEFAULT_METRICS_PORT",
@@ -139,6 +139,19 @@ class _Decoder:
         """Bytes from the peer; ``b""`` at the end of the stream."""
         self._input.receive(data)
 
+    BULK_STATES: tuple[str, ...] = ()     # states in which a file's base64 is arriving
+
+    def receive_into(self, recv_into, size: int | None = None) -> int:
+        """Bytes from the peer, written straight into the decoder's buffer by
+        ``recv_into(buffer)`` (``sock.recv_into``), up to ``size``; returns the
+        count, 0 at the end of the stream (as ``receive_data(b"")``).
+
+        ``size`` defaults to ``RECV_BYTES`` in the ``BULK_STATES`` and to
+        ``SMALL_RECV_BYTES`` otherwise."""
+        if size is None:
+            size = RECV_BYTES if self.state in self.BULK_STATES else SMALL_RECV_BYTES
+        return self._input.receive_into(recv_into, size)
+
     @property
     def trailing_data(self) -> bytes:
         return self._input.trailing_data
@@ -159,6 +172,7 @@ class RequestDecoder(_Decoder):
     UPLOAD_ENDING = "UPLOAD_ENDING"  # terminator seen, UploadEnd not yet handed out
     SKIP_BODY = "SKIP_BODY"          # a rejected UPLOAD: discard up to its terminator
     CLOSED = "CLOSED"
+    BULK_STATES = (UPLOAD_BODY, SKIP_BODY)
 
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
@@ -168,9 +182,14 @@ class RequestDecoder(_Decoder):
         self.state = self.IDLE
         self._b64: Base64Decoder | None = None
         self._upload_size = 0
+        # base64 text of the current upload body so far (decoded or skipped) and
+        # its last two characters: what a skipped body is measured by
+        self._body_chars = 0
+        self._body_tail = b""
 
     def skip_upload(self) -> None:
-        """Discard the rest of the current UPLOAD (the caller refused it)."""
+        """Discard the rest of the current UPLOAD (the caller refused it).  The
+        size limit still holds: a body that passes it is a fatal error."""
         if self.state == self.UPLOAD_BODY:
             self.state = self.SKIP_BODY
         elif self.state == self.UPLOAD_ENDING:
@@ -236,6 +255,8 @@ class RequestDecoder(_Decoder):
         self._input.drop(1)
         self._b64 = Base64Decoder()
         self._upload_size = 0
+        self._body_chars = 0
+        self._body_tail = b""
         try:
             name = raw_name.decode("utf-8")
         except UnicodeDecodeError:
@@ -266,7 +287,7 @@ class RequestDecoder(_Decoder):
         if TERMINATOR.startswith(buffer[cr:]):
             received.searched = cr            # a terminator still arriving
             return -1, cr
-        self._fail_upload(-1)
+        self.state = self.SKIP_BODY
         raise ProtocolError("upload content is not valid base64: a stray carriage return")
 
     def _next_upload_piece(self):
@@ -276,44 +297,68 @@ class RequestDecoder(_Decoder):
             raise ProtocolError("connection closed in the middle of an upload", fatal=True)
         if body_end <= 0 and end < 0:
             return NEED_DATA
-        text = self._input.take(body_end)
+        received = self._input
+        if end < 0 and body_end == len(received):
+            # a cut quantum waits in the buffer for its rest
+            body_end = self._b64.whole_quanta(received.data)
+            if not body_end:
+                return NEED_DATA
         try:
-            data = self._b64.decode(text)
+            # decoded straight from the receive buffer: no copy of the text
+            with received.view(body_end) as text:
+                self._count_body(body_end, text[-2:])
+                data = self._b64.decode(text)
             if end >= 0:
                 self._b64.finish()
         except ValueError as exc:
-            self._fail_upload(end)
+            received.drop(body_end)
+            # skipped up to its terminator (perhaps already here), size limit included
+            self.state = self.SKIP_BODY
             raise ProtocolError(f"upload content is not valid base64: {exc}") from None
+        received.drop(body_end)
         self._upload_size += len(data)
         if self._upload_size > self.max_upload_bytes:
-            self.state = self.CLOSED
-            raise ProtocolError(
-                f"upload larger than the limit of {self.max_upload_bytes} bytes",
-                fatal=True)
+            self._too_large()
         if end >= 0:
             self._input.drop(len(TERMINATOR))
             self.state = self.UPLOAD_ENDING
         return UploadData(data) if data else self.next_event()
 
-    def _fail_upload(self, terminator_index: int) -> None:
-        if terminator_index >= 0:
-            self._input.drop(len(TERMINATOR))
-            self.state = self.IDLE
-        else:
-            self.state = self.SKIP_BODY
-
     def _skip_body(self):
         received = self._input
         end = received.find_terminator()
+        # what cannot hold the terminator is dropped; memory stays bounded
+        body = received.searched if end < 0 else end
+        self._count_body(body, received.data[max(body - 2, 0):body])
+        if self._skipped_size() > self.max_upload_bytes:
+            self._too_large()
         if end < 0:
-            # drop what cannot hold the terminator; memory stays bounded
-            received.drop(received.searched)
+            received.drop(body)
             if received.eof:
                 self.state = self.CLOSED
             return NEED_DATA
         received.drop(end + len(TERMINATOR))
         self.state = self.IDLE
         return self.next_event()
+
+    def _count_body(self, size: int, tail) -> None:
+        """``size`` more characters of the body, ending with ``tail``."""
+        if size:
+            self._body_chars += size
+            self._body_tail = (self._body_tail + bytes(tail))[-2:]
+
+    def _skipped_size(self) -> int:
+        """The decoded size of the body so far, as for one decoded: whole
+        4-character quanta, less the padding that ends one."""
+        padding = len(self._body_tail) - len(self._body_tail.rstrip(b"="))
+        if self._body_chars % 4:
+            padding = 0                 # the padded quantum is not complete yet
+        return self._body_chars // 4 * 3 - padding
+
+    def _too_large(self):
+        self.state = self.CLOSED
+        raise ProtocolError(
+            f"upload larger than the limit of {self.max_upload_bytes} bytes", fatal=True)
 
 
 def encode_request(verb: str, name: str | None = None, content: bytes | None = None) -> bytes:
@@ -406,6 +451,7 @@ class ReplyDecoder(_Decoder):
     BETWEEN_REPLIES = "BETWEEN_REPLIES"
     FILE_DATA = "FILE_DATA"          # the base64 of a streamed GET is arriving
     ENDING = "ENDING"                # the reply is complete, ReplyEnd not yet handed out
+    BULK_STATES = (FILE_DATA,)
 
     def __init__(self, max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES):
         super().__init__()
@@ -471,13 +517,16 @@ class ReplyDecoder(_Decoder):
     def _data(self):
         received = self._input
         quote = received.data.find(b'"')
-        text = received.take(quote if quote >= 0 else len(received))
+        # without the closing quote, a cut quantum waits in the buffer for its rest
+        body = quote if quote >= 0 else self._b64.whole_quanta(received.data)
         try:
-            data = self._b64.decode(text)
+            with received.view(body) as text:      # no copy of the text
+                data = self._b64.decode(text)
             if quote >= 0:
                 self._b64.finish()
         except ValueError as exc:
             raise ProtocolError(f"data_file is not valid base64: {exc}", fatal=True) from None
+        received.drop(body)
         if quote >= 0:
             if len(received) < len(GET_REPLY_SUFFIX):
                 if data:

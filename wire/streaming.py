@@ -6,74 +6,164 @@ head and a tail.  Neither side holds the file: it reads a piece
 it, and sends.  ``StreamEncoder`` is that message as bytes, handed out in
 batches of about ``SEND_BATCH_BYTES`` so that small pieces are coalesced
 into one send; the caller owns the socket.  ``Base64Decoder`` is the
-receiving side: strict, fed in arbitrary pieces.
+receiving side: strict, fed in arbitrary pieces, decoding whole quanta
+straight from the caller's buffer.
+
+The base64 work is done by ``BASE64_ENGINE``: ``pybase64`` (SIMD) when it is
+installed, else the standard library's ``binascii``.  Both accept exactly the
+same text (``Base64Decoder`` adds the one rule ``binascii`` lacks) and both
+give the same error messages.
 """
 
 from __future__ import annotations
 
 import binascii
+from functools import partial
+from typing import Callable, NamedTuple
 
-__all__ = ["FILE_CHUNK_BYTES", "SEND_BATCH_BYTES", "RECV_BYTES",
-           "Base64Encoder", "Base64Decoder", "StreamEncoder"]
+__all__ = ["FILE_CHUNK_BYTES", "SEND_BATCH_BYTES", "RECV_BYTES", "SMALL_RECV_BYTES",
+           "Base64Engine", "Base64Encoder", "Base64Decoder", "StreamEncoder"]
 
-FILE_CHUNK_BYTES = 3 * 64 * 1024    # file bytes read per piece: a multiple of 3
+FILE_CHUNK_BYTES = 3 * 256 * 1024   # file bytes read per piece (a multiple of 3): 1 MiB of base64
 SEND_BATCH_BYTES = 256 * 1024       # coalesce encoded pieces up to this into one send
-RECV_BYTES = 256 * 1024             # bytes asked of each recv()
+RECV_BYTES = 256 * 1024             # bytes asked of each recv() while a file arrives
+# ... and between files: a buffer of this size comes from malloc's heap (its
+# mmap threshold is 128 KiB), so a fresh connection's small request or
+# reply costs no page faults
+SMALL_RECV_BYTES = 64 * 1024
+
+_PAD = ord("=")
+
+
+class Base64Engine(NamedTuple):
+    """The functions that do the base64 work (both take any bytes-like object)."""
+    name: str
+    encode: Callable[[object], bytes]
+    decode: Callable[[object], bytes]   # strict; raises binascii.Error
+    # whether ``decode`` refuses padding before the last two characters
+    # ("YWJj===="), which binascii's strict mode lets through
+    refuses_long_padding: bool
+
+
+STDLIB_ENGINE = Base64Engine(
+    "binascii", partial(binascii.b2a_base64, newline=False),
+    partial(binascii.a2b_base64, strict_mode=True), refuses_long_padding=False)
+
+
+def load_engine() -> Base64Engine:
+    """pybase64's engine if it can be imported, else the standard library's."""
+    try:
+        import pybase64
+    except ImportError:
+        return STDLIB_ENGINE
+    return Base64Engine(f"pybase64 {pybase64.__version__}", pybase64.b64encode,
+                        partial(pybase64.b64decode, validate=True), refuses_long_padding=True)
+
+
+# What encoders and decoders made from now on use (tests switch it; read it
+# as ``wire.streaming.BASE64_ENGINE``, ``from ... import`` would copy it).
+BASE64_ENGINE = load_engine()
+
+
+def _invalid(text) -> str:
+    """Why strict decoding refused ``text`` (whole quanta): the standard library's words."""
+    text = bytes(text)
+    if 0 <= text.find(b"=") < len(text) - 2:
+        return "misplaced base64 padding"
+    try:
+        binascii.a2b_base64(text, strict_mode=True)
+    except binascii.Error as exc:
+        return str(exc)
+    return "invalid base64"
 
 
 class Base64Encoder:
     """Encodes a byte stream in pieces; output is identical to one b64encode."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Base64Engine | None = None) -> None:
+        self._encode = (engine or BASE64_ENGINE).encode
         self._pending = b""
 
-    def encode(self, data: bytes) -> bytes:
+    def encode(self, data) -> bytes:
         if self._pending:
             data = self._pending + data
         usable = len(data) - len(data) % 3
         self._pending = bytes(data[usable:])
-        return binascii.b2a_base64(data[:usable], newline=False) if usable else b""
+        return self._encode(data[:usable]) if usable else b""
 
     def finish(self) -> bytes:
         tail, self._pending = self._pending, b""
-        return binascii.b2a_base64(tail, newline=False) if tail else b""
+        return self._encode(tail) if tail else b""
 
 
 class Base64Decoder:
     """Strictly decodes base64 text fed in arbitrary pieces.
 
-    Only whole 4-character quanta are decoded; padding may appear only in
-    the last quantum.  Raises ``ValueError`` on any invalid character.
+    Whole 4-character quanta are decoded straight from the piece given (a
+    memoryview of the caller's buffer costs no copy); only the 1-3
+    characters of a quantum cut by the end of a piece are kept.  Padding may
+    appear only in the last two characters of the last quantum.  Raises
+    ``ValueError`` on any invalid character.
     """
 
-    def __init__(self) -> None:
-        self._pending = bytearray()
+    def __init__(self, engine: Base64Engine | None = None) -> None:
+        self._engine = engine or BASE64_ENGINE
+        self._pending = b""      # 0-3 characters of a quantum cut by a piece's end
         self._finished = False   # a padded quantum was seen
 
+    @property
+    def finished(self) -> bool:
+        """A padded quantum was seen: the text must end here."""
+        return self._finished
+
+    def whole_quanta(self, text) -> int:
+        """How much of ``text`` to hand over now so that no quantum is cut.
+
+        The rest (0-3 characters) can wait in the caller's buffer for the
+        next piece, and this decoder copies nothing.  Text that padding has
+        ended is handed over whole: what follows the padding is an error now.
+        """
+        size = len(text) - len(text) % 4
+        if self._finished or (size and text[size - 1] == _PAD):
+            return len(text)
+        return size
+
     def decode(self, text) -> bytes:
-        if not text:
+        size = len(text)
+        if size % 4 or self._pending or self._finished or not size:
+            return self._decode_cut(text)
+        return self._decode_quanta(text)    # whole quanta: the usual case, no copy
+
+    def _decode_cut(self, text) -> bytes:
+        """``text`` that does not start or end on a quantum boundary."""
+        if not len(text):
             return b""
         if self._finished:
             raise ValueError("data after base64 padding")
-        self._pending += text
-        usable = len(self._pending) - len(self._pending) % 4
-        if not usable:
-            return b""
-        # Only the last two characters may be padding.  Python 3.11's strict
-        # mode lets "YWJj====" through, but not "YWJj" and "====" apart.
-        pad = self._pending.find(b"=", 0, usable)
-        if 0 <= pad < usable - 2:
-            raise ValueError("misplaced base64 padding")
-        with memoryview(self._pending) as view:
-            try:
-                out = binascii.a2b_base64(view[:usable], strict_mode=True)
-            except binascii.Error as exc:
-                raise ValueError(str(exc)) from None
-            if view[usable - 1] == ord("="):
-                self._finished = True
-        del self._pending[:usable]
+        if self._pending:
+            text = self._pending + text
+        with memoryview(text) as view:
+            usable = len(view) - len(view) % 4
+            self._pending = bytes(view[usable:])
+            if not usable:
+                return b""
+            with view[:usable] as quanta:
+                out = self._decode_quanta(quanta)
         if self._finished and self._pending:    # as when the rest comes in a later piece
             raise ValueError("data after base64 padding")
+        return out
+
+    def _decode_quanta(self, quanta) -> bytes:
+        try:
+            out = self._engine.decode(quanta)
+        except (binascii.Error, ValueError):
+            raise ValueError(_invalid(quanta)) from None
+        if quanta[-1] == _PAD:
+            # binascii.a2b_base64("YWJj====", strict_mode=True) is b"abc": only
+            # the last two characters may be padding
+            if quanta[-3] == _PAD and not self._engine.refuses_long_padding:
+                raise ValueError("misplaced base64 padding")
+            self._finished = True
         return out
 
     def finish(self) -> None:
@@ -89,11 +179,13 @@ class StreamEncoder:
     Feed the content with ``encode(piece)``: it returns the next batch to
     send once at least ``batch_bytes`` are pending, else ``b""``.
     ``finish()`` returns the rest, ending with ``tail``.  ``content_bytes``
-    counts the content fed so far.
+    counts the content fed so far.  A piece is not kept after ``encode``
+    returns, so the caller may read the next one into the same buffer.
     """
 
-    def __init__(self, head: bytes, tail: bytes, batch_bytes: int = SEND_BATCH_BYTES):
-        self._encoder = Base64Encoder()
+    def __init__(self, head: bytes, tail: bytes, batch_bytes: int = SEND_BATCH_BYTES,
+                 engine: Base64Engine | None = None):
+        self._encoder = Base64Encoder(engine)
         self._tail = tail
         self._batch_bytes = batch_bytes
         self._pending = [head]

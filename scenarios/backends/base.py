@@ -58,8 +58,22 @@ class Backend:
     def check(self) -> None:
         """Raise BackendError when this backend cannot run on this machine."""
 
+    def check_scenarios(self, scenarios: list[Scenario]) -> None:
+        """Raise BackendError when one of ``scenarios`` cannot run here (checked
+        before the first one starts; e.g. its ``python`` is missing)."""
+
     def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
         raise NotImplementedError
+
+
+def refuse_interpreter_paths(backend: str, scenarios: list[Scenario]) -> None:
+    """Containers run the server image of ``default`` or ``freethreaded``: a ``python``
+    path is the local backend's only."""
+    for scenario in scenarios:
+        if scenario.server_image is None:
+            raise BackendError(f"scenario {scenario.name!r}: python {scenario.python!r}: a "
+                               f"path runs with the local backend only ({backend} takes "
+                               "default or freethreaded)")
 
 
 def wait_for_exit(process: subprocess.Popen, timeout: float, progress: Progress,

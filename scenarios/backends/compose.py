@@ -5,7 +5,16 @@ SERVER_MEMORY, LOCUST_WORKERS and the LOCUST_* load); Locust writes into the
 scenario folder through RESULTS_DIR; the server's metrics port is published on
 127.0.0.1 (FS_METRICS_HOST_PORT) for the /stats sampler.  Each scenario is its
 own compose project, taken down with its volumes afterwards.  The images must
-exist: ``make images`` (or ``make images-offline``).
+exist: ``make images`` (or ``make images-offline``).  A capacity search adds
+compose/capacity.yml: master and workers load locust/capacity_shape.py, the
+master gets the search's LOCUST_CAPACITY_* values, and its step table and
+outcome land next to Locust's CSV in RESULTS_DIR.
+
+The compose CLI brings the project up and down (the Docker SDK has no compose);
+the SDK checks the engine and the images, and samples every container of the
+project (server, Locust master and workers) once a second into
+``containers.jsonl`` (see ``scenarios.containers``): the Locust containers' CPU
+is the load-generator check, as the local backend's psutil samples are.
 """
 
 from __future__ import annotations
@@ -15,17 +24,33 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from scenarios import containers
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, REPO_ROOT, Backend, BackendError,
-                                     Outcome, Progress, stop_process, wait_for_exit,
-                                     wait_until_ready)
+                                     Outcome, Progress, refuse_interpreter_paths,
+                                     stop_process, wait_for_exit, wait_until_ready)
 from scenarios.results import STATS_FILE
 from scenarios.sampler import StatsSampler
-from scenarios.schema import Scenario
+from scenarios.schema import PYTHON_DEFAULT, SERVER_IMAGES, Scenario
 from server.launcher import free_port
 
 COMPOSE_FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/headless.yml"]
+CAPACITY_FILES = ["-f", "compose/capacity.yml"]
 IMAGES = ("fileserver-lab/server", "fileserver-lab/locust")
 READY_TIMEOUT = 120.0
+
+
+class DockerUnavailable(BackendError):
+    """No Docker engine answers, or the Docker SDK is missing: exit status 2."""
+
+    exit_status = 2
+
+
+def docker_engine():
+    """A Docker SDK client that answered a ping (the caller closes it)."""
+    try:
+        return containers.engine()
+    except containers.EngineError as error:
+        raise DockerUnavailable(str(error)) from None
 
 
 def compose_command() -> list[str] | None:
@@ -37,6 +62,11 @@ def compose_command() -> list[str] | None:
     if shutil.which("docker-compose"):
         return ["docker-compose"]
     return None
+
+
+def compose_files(scenario: Scenario) -> list[str]:
+    """The compose files of one scenario's project (as ``-f`` arguments)."""
+    return COMPOSE_FILES + (CAPACITY_FILES if scenario.capacity is not None else [])
 
 
 def compose_memory(byte_count: int) -> str:
@@ -59,12 +89,14 @@ def compose_variables(scenario: Scenario, results_dir: Path, metrics_port: int,
         "LOCUST_WEB_BIND": "127.0.0.1",
         "LOCUST_WEB_PORT": str(web_port),
         "IMAGE_TAG": image_tag,
+        "SERVER_IMAGE": scenario.server_image or SERVER_IMAGES[PYTHON_DEFAULT],
         **dict(scenario.locust_env()),
     }
 
 
 class ComposeBackend(Backend):
     name = "compose"
+    runs_capacity_searches = True
 
     def __init__(self, compose: list[str] | None = None, image_tag: str = "latest"):
         self.compose = compose
@@ -75,14 +107,30 @@ class ComposeBackend(Backend):
             self.compose = compose_command()
         if self.compose is None:
             raise BackendError("neither `docker compose` nor docker-compose is installed")
-        if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-            raise BackendError("no Docker engine answers `docker info`")
-        for image in IMAGES:
-            reference = f"{image}:{self.image_tag}"
-            if subprocess.run(["docker", "image", "inspect", reference],
-                              capture_output=True).returncode != 0:
-                raise BackendError(f"image {reference} is missing: run `make images` "
-                                   "(or `make images-offline`)")
+        client = docker_engine()
+        try:
+            missing = containers.missing_images(
+                client, [f"{image}:{self.image_tag}" for image in IMAGES])
+        finally:
+            client.close()
+        if missing:
+            raise BackendError(f"image {', '.join(missing)} is missing: run `make images` "
+                               "(or `make images-offline`)")
+
+    def check_scenarios(self, scenarios: list[Scenario]) -> None:
+        """A ``python`` path runs with the local backend only; the free-threaded
+        server image must exist when a scenario asks for it."""
+        refuse_interpreter_paths(self.name, scenarios)
+        wanted = sorted({f"{scenario.server_image}:{self.image_tag}" for scenario in scenarios
+                         if scenario.python != PYTHON_DEFAULT})
+        if wanted:
+            client = docker_engine()
+            try:
+                missing = containers.missing_images(client, wanted)
+            finally:
+                client.close()
+            if missing:
+                raise BackendError(f"image {', '.join(missing)} is missing: run `make image-ft`")
 
     def run(self, scenario: Scenario, folder: Path, progress: Progress) -> Outcome:
         results_dir = folder / "locust-output"
@@ -92,13 +140,13 @@ class ComposeBackend(Backend):
         env = dict(os.environ, **compose_variables(scenario, results_dir, metrics_port,
                                                    free_port(), self.image_tag))
         project = f"fslab-{scenario.name}-{os.getpid()}"
-        base = [*self.compose, "-p", project, *COMPOSE_FILES]
+        base = [*self.compose, "-p", project, *compose_files(scenario)]
 
         def compose(*args: str, timeout: float = 300, log=None) -> subprocess.CompletedProcess:
             return subprocess.run([*base, *args], cwd=REPO_ROOT, env=env, timeout=timeout,
                                   stdout=log or subprocess.PIPE, stderr=subprocess.STDOUT)
 
-        sampler = None
+        sampler = container_sampler = client = None
         with open(folder / "compose.log", "wb") as log:
             try:
                 if compose("up", "-d", "server", log=log).returncode != 0:
@@ -109,6 +157,9 @@ class ComposeBackend(Backend):
                 if problem:
                     return Outcome("error", problem)
                 sampler = StatsSampler(stats_url, folder / STATS_FILE).start()
+                client = docker_engine()
+                container_sampler = containers.ContainerSampler(
+                    client, project, folder / containers.CONTAINERS_FILE).start()
                 # only the Locust services: the server outlives the run, so the
                 # sampler's last /stats holds its final totals
                 load = subprocess.Popen(
@@ -125,6 +176,10 @@ class ComposeBackend(Backend):
             finally:
                 if sampler is not None:
                     sampler.stop()
+                if container_sampler is not None:
+                    container_sampler.stop()
+                if client is not None:
+                    client.close()
                 with open(folder / "server.log", "wb") as server_log:
                     compose("logs", "--no-color", "server", log=server_log, timeout=120)
                 compose("down", "-v", "--remove-orphans", log=log, timeout=300)

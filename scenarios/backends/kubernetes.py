@@ -7,14 +7,18 @@ For each scenario::
     kubectl -n NS rollout status deployment/fileserver      (and locust-worker)
     kubectl -n NS port-forward service/fileserver PORT:9665 (for the /stats sampler)
     kubectl -n NS exec POD -c locust -- cat /results/exit-status   (polled)
+    kubectl -n NS top pod -l app.kubernetes.io/name=locust          (at each poll)
     kubectl -n NS cp -c locust POD:/results <scenario folder>/job-results
     kubectl -n NS logs ...                                  (server.log, locust.log)
     kubectl delete namespace NS
 
 The Job keeps /results for RESULTS_KEEP_SECONDS after Locust exits (see
-k8s/base/locust-run.yaml), which is what makes the copy possible.  Every
-kubectl call goes through ``Kubectl``, so tests replay recorded output instead
-of needing a cluster.
+k8s/base/locust-run.yaml), which is what makes the copy possible; a capacity
+search's step table and outcome come out with Locust's CSV.  ``kubectl top
+pod`` (metrics-server) gives the Locust pods' CPU for the load-generator
+check, written to ``locust-cpu.jsonl`` (see ``scenarios.generator``); without
+metrics-server the check stays empty.  Every kubectl call goes through
+``Kubectl``, so tests replay recorded output instead of needing a cluster.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from typing import Callable
 import wire
 from scenarios import k8s
 from scenarios.backends.base import (LOCUST_OVERHEAD_SECONDS, Backend, BackendError, Outcome,
-                                     Progress)
+                                     Progress, refuse_interpreter_paths)
+from scenarios.generator import CPU_FILE, KubectlTopSamples
 from scenarios.results import LOCUST_PREFIX, STATS_FILE
 from scenarios.sampler import StatsSampler
 from scenarios.schema import Scenario, ScenarioFile
@@ -39,6 +44,7 @@ ROLLOUT_TIMEOUT = "300s"
 POLL_SECONDS = 5.0
 DEPLOYMENTS = ("fileserver", "locust-worker")
 JOB_SELECTOR = "job-name=locust-run"
+LOCUST_SELECTOR = "app.kubernetes.io/name=locust"     # the Job's pod and the workers
 
 
 class Kubectl:
@@ -65,18 +71,20 @@ def _failure(step: str, result: subprocess.CompletedProcess) -> str:
 
 class KubernetesBackend(Backend):
     name = "k8s"
+    runs_capacity_searches = True
 
     def __init__(self, scenario_file: ScenarioFile | None = None,
                  kubectl: Kubectl | None = None, overlays: Path = k8s.OVERLAYS_DIR,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic,
-                 sample_stats: bool = True):
+                 sample_stats: bool = True, sample_cpu: bool = True):
         self.scenario_file = scenario_file
         self.kubectl = kubectl or Kubectl()
         self.overlays = overlays
         self.sleep = sleep
         self.clock = clock
         self.sample_stats = sample_stats
+        self.sample_cpu = sample_cpu
 
     def check(self) -> None:
         if self.kubectl.prefix[0] == "kubectl" and not shutil.which("kubectl"):
@@ -89,6 +97,9 @@ class KubernetesBackend(Backend):
         result = self.kubectl("version", "--request-timeout=10s", "-o", "json", timeout=30)
         if result.returncode != 0:
             raise BackendError(_failure("`kubectl version` (is a cluster reachable?)", result))
+
+    def check_scenarios(self, scenarios: list[Scenario]) -> None:
+        refuse_interpreter_paths(self.name, scenarios)
 
     def namespace_for(self, scenario: Scenario) -> str:
         return f"fslab-{scenario.name}-{uuid.uuid4().hex[:6]}"
@@ -120,7 +131,8 @@ class KubernetesBackend(Backend):
             pod = self._job_pod(namespace, deadline)
             if not pod:
                 return Outcome("error", "the locust-run Job started no pod")
-            code = self._wait_for_locust(namespace, pod, deadline, progress, sampler)
+            cpu = KubectlTopSamples(folder / CPU_FILE, pod) if self.sample_cpu else None
+            code = self._wait_for_locust(namespace, pod, deadline, progress, sampler, cpu)
             if code is None:
                 return Outcome("error", "Locust did not finish in time")
             copied = self._copy_results(namespace, pod, folder)
@@ -155,8 +167,10 @@ class KubernetesBackend(Backend):
         return ""
 
     def _wait_for_locust(self, namespace: str, pod: str, deadline: float, progress: Progress,
-                         sampler: StatsSampler | None) -> int | None:
-        """Locust's exit status, read from /results/exit-status once it exists."""
+                         sampler: StatsSampler | None,
+                         cpu: KubectlTopSamples | None = None) -> int | None:
+        """Locust's exit status, read from /results/exit-status once it exists; until
+        then the Locust pods' CPU at each poll."""
         started = self.clock()
         while self.clock() < deadline:
             result = self.kubectl("-n", namespace, "exec", pod, "-c", "locust", "--",
@@ -164,6 +178,10 @@ class KubernetesBackend(Backend):
             text = result.stdout.strip()
             if result.returncode == 0 and text.isdigit():
                 return int(text)
+            if cpu is not None and not cpu.no_metrics_api:
+                top = self.kubectl("-n", namespace, "top", "pod", "-l", LOCUST_SELECTOR,
+                                   timeout=30)
+                cpu.add(round(self.clock() - started, 3), top.returncode, top.stdout, top.stderr)
             progress(self.clock() - started, sampler.latest if sampler else None)
             self.sleep(POLL_SECONDS)
         return None

@@ -13,10 +13,12 @@ import pytest
 
 import wire
 from client import ClientConnectionError, FileClient, FileClientError, ServerError
+from tests.support import stored_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-SIZES = [0, 1, 2, 3, 4, 5, 1000, 3 * 64 * 1024 - 1, 3 * 64 * 1024 + 1, 700_001]
+# around a chunk's end (wire.FILE_CHUNK_BYTES) too
+SIZES = [0, 1, 2, 3, 4, 5, 1000, wire.FILE_CHUNK_BYTES - 1, wire.FILE_CHUNK_BYTES + 1, 700_001]
 
 
 def content(size: int, seed: int = 0) -> bytes:
@@ -187,7 +189,7 @@ def test_bad_names_are_refused_by_the_server(shared_server, name):
             call()
         assert info.value.message
     assert client.list() == []
-    assert sorted(os.listdir(shared_server.storage)) == []
+    assert stored_files(shared_server) == []
 
 
 @pytest.mark.parametrize("name", ["", "with space", "line\r\nbreak", "new\nline"])

@@ -23,7 +23,7 @@ import time
 import pytest
 
 from client import cli
-from tests.support import free_port
+from tests.support import free_port, stored_files
 
 from .conftest import HOST
 
@@ -253,7 +253,7 @@ def test_bad_name(shared_server, tmp_path, name, fragment):
         result = cli_for(shared_server, tmp_path, *args)
         assert_one_error(result, repr(name), fragment)
     assert listing(tmp_path) == ["local.txt"]
-    assert list(shared_server.storage.iterdir()) == []
+    assert stored_files(shared_server) == []
 
 
 @pytest.mark.integration
@@ -281,7 +281,7 @@ def test_missing_local_file_for_upload(shared_server, tmp_path):
     os.mkdir(tmp_path / "folder")
     result = cli_for(shared_server, tmp_path, "upload", "folder")
     assert_one_error(result, "'folder'", "directory")
-    assert list(shared_server.storage.iterdir()) == []
+    assert stored_files(shared_server) == []
 
 
 @pytest.mark.integration

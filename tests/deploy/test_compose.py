@@ -95,6 +95,24 @@ class ComposeProject:
         self.run("down", "-v", "--remove-orphans", timeout=180, check=False)
 
 
+# hardened as the k8s pods (compose/docker-compose.yml): what `docker inspect` shows
+HARDENED = {"ReadonlyRootfs": True, "CapDrop": ["ALL"], "SecurityOpt": ["no-new-privileges:true"]}
+
+
+def hardening(project: "ComposeProject") -> dict[str, list[dict]]:
+    """Service -> the hardening settings of each of its containers, running or exited."""
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter",
+                          f"label=com.docker.compose.project={project.name}"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    found: dict[str, list[dict]] = {}
+    for state in json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True,
+                                           text=True, check=True).stdout):
+        service = state["Config"]["Labels"]["com.docker.compose.service"]
+        found.setdefault(service, []).append(
+            {key: state["HostConfig"][key] for key in HARDENED})
+    return found
+
+
 def read_stats(results) -> dict:
     with open(results / "locust_stats.csv", newline="") as f:
         return {(row["Type"], row["Name"]): row for row in csv.DictReader(f)}
@@ -122,11 +140,16 @@ def test_headless_compose_run(images, tmp_path, mode):
             check=True).stdout)[0]["HostConfig"]
         assert host_config["NanoCpus"] == int(float(SERVER_CPUS) * 1e9)
         assert host_config["Memory"] == 384 * 1024 * 1024
+        status = project.run("exec", "-T", "server", "cat", "/proc/1/status").stdout
+        # no capability left, no privilege escalation: as the kernel applied them
+        assert "CapEff:\t0000000000000000" in status and "NoNewPrivs:\t1" in status
 
         run = project.run("up", "--scale", "locust-worker=2", "--exit-code-from",
                           "locust-master", "--abort-on-container-exit", check=False,
                           timeout=300)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+        assert hardening(project) == {"server": [HARDENED], "locust-master": [HARDENED],
+                                      "locust-worker": [HARDENED, HARDENED]}
         stats = read_stats(project.results)
         total = stats.pop(("", "Aggregated"))
         assert int(total["Request Count"]) > 200
@@ -152,7 +175,8 @@ def test_compose_memory_limits_keep_the_exact_byte_count():
 @pytest.mark.docker
 @pytest.mark.slow
 def test_two_scenarios_through_the_compose_backend(images, tmp_path):
-    scenarios = list(parse(yaml.safe_load(TWO_SCENARIOS)))
+    # the compose backend runs the image's interpreter: `python: default`
+    scenarios = list(parse(yaml.safe_load(TWO_SCENARIOS.replace("{python}", "default"))))
     progress = io.StringIO()
     folder, rows = Runner(ComposeBackend(compose=images), tmp_path / "results",
                           out=progress).run(scenarios)

@@ -40,3 +40,13 @@ def test_k8s_check_fails_on_drift(tmp_path, capsys):
     capsys.readouterr()
     assert main(["k8s", "--check", "--out", str(tmp_path)]) == 1
     assert "thread-pool5/server.yaml" in capsys.readouterr().err
+
+
+def test_compose_backend_without_a_docker_engine_exits_2(tmp_path, capsys, monkeypatch):
+    from scenarios.backends import compose
+    monkeypatch.setattr(compose, "compose_command", lambda: ["docker", "compose"])
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    assert main(["run", "thread-pool5", "--backend", "compose",
+                 "--results", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: backend compose: no Docker engine answers")

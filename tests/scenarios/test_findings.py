@@ -77,3 +77,25 @@ def test_fixed_load_rows_compare_latency_at_the_same_load():
     text = " ".join(answer(rows))
     assert "No capacity search in this folder." in text
     assert "process has the lower p95" in text
+
+
+def test_three_models_are_each_compared():
+    rows = aggregate([
+        row("capacity-thread-pool50", "thread", 50, 1, capacity=300.0),
+        row("capacity-thread-pool50", "thread", 50, 2, capacity=310.0),
+        row("capacity-thread-ft-pool50", "free-threaded thread", 50, 1, capacity=450.0),
+        row("capacity-thread-ft-pool50", "free-threaded thread", 50, 2, capacity=470.0),
+        row("capacity-process-pool5", "process", 5, 1, capacity=440.0),
+        row("capacity-process-pool5", "process", 5, 2, capacity=480.0),
+        row("thread-pool5", "thread", 5, p95=60.0),
+        row("thread-ft-pool5", "free-threaded thread", 5, p95=40.0),
+        row("process-pool5", "process", 5, p95=30.0),
+    ])
+    text = " ".join(answer(rows))
+    assert ("no measurable difference between the free-threaded thread and the process pool"
+            in text)
+    assert "The free-threaded thread pool served more: 1.51× the thread pool's best" in text
+    for pair in ("free-threaded thread p95 40 ms, process p95 30 ms",
+                 "free-threaded thread p95 40 ms, thread p95 60 ms",
+                 "process p95 30 ms, thread p95 60 ms"):
+        assert pair in text

@@ -148,8 +148,9 @@ def test_summary_gets_both_columns_before_the_note(local_folder, tmp_path):
     assert read_summary(tmp_path / "summary.csv") == [row]
 
 
-def test_compose_and_k8s_rows_leave_the_columns_empty(tmp_path):
-    write_scenario_record(tmp_path, scenario_record(SCENARIO, "compose", True))
+def test_rows_without_cpu_samples_leave_the_columns_empty(tmp_path):
+    # the k8s backend samples no Locust CPU (the compose one does: test_compose_backend.py)
+    write_scenario_record(tmp_path, scenario_record(SCENARIO, "k8s", True))
     (tmp_path / "locust_stats.csv").write_text(LOCUST_CSV)
     row = summarise(tmp_path, "ok")
     assert (row["locust_cpu_max_pct"], row["load_generator_saturated"]) == (None, None)

@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from scenarios import DEFAULT_FILE, load
-from scenarios.k8s import MARKER, OVERLAYS_DIR, K8S_DIR, deployable, render_overlays, \
-    write_overlays
+from scenarios.k8s import IMAGE_CAPACITY_LOCUSTFILES, MARKER, OVERLAYS_DIR, K8S_DIR, \
+    render_overlays, write_overlays
 
 SHIPPED = load(DEFAULT_FILE)
-NAMES = [scenario.name for scenario in deployable(SHIPPED)]
+NAMES = list(render_overlays(SHIPPED))
+SEARCHES = [name for name in NAMES if SHIPPED.get(name).capacity is not None]
 EXPECTED_KINDS = sorted([("Deployment", "fileserver"), ("Deployment", "locust-master"),
                          ("Deployment", "locust-worker"), ("Job", "locust-run"),
                          ("Service", "fileserver"), ("Service", "locust-master")])
@@ -68,7 +69,8 @@ def test_generation_is_deterministic():
 
 @pytest.mark.unit
 def test_write_overlays_is_idempotent_and_prunes_only_generated_folders(tmp_path):
-    assert write_overlays(SHIPPED, tmp_path) == (3 * len(NAMES), 0)
+    # three files each, and a capacity search's worker patch
+    assert write_overlays(SHIPPED, tmp_path) == (3 * len(NAMES) + len(SEARCHES), 0)
     assert write_overlays(SHIPPED, tmp_path) == (0, 0)
     (tmp_path / "gone-scenario").mkdir()
     (tmp_path / "gone-scenario" / "kustomization.yaml").write_text(MARKER + "kind: x\n")
@@ -234,6 +236,12 @@ def test_base_hardening_and_probes(rendered):
     locust = container(job, "locust")
     assert "/results" in {m["mountPath"] for m in locust["volumeMounts"]}
     assert {"--csv", "--html", "--headless", "--master"} <= set(locust["args"])
+    # no -f anywhere: it would override LOCUST_LOCUSTFILE, which capacity overlays set
+    assert 'locust "$@"' in locust["command"][2]
+    master = container(find(docs, "Deployment", "locust-master"), "locust")
+    for c in (locust, worker, master):
+        words = c["args"] + " ".join(c.get("command", [])).split()
+        assert "-f" not in words and "--locustfile" not in words
 
 
 @pytest.mark.integration
@@ -255,10 +263,20 @@ def test_overlay_carries_the_scenario(rendered, name):
     assert job["spec"]["suspend"] is False
     assert job["spec"]["activeDeadlineSeconds"] > scenario.duration
     job_env = env_of(container(job, "locust"))
+    locustfile = job_env.pop("LOCUST_LOCUSTFILE", None)
     assert {k: v for k, v in job_env.items() if k.startswith("LOCUST_")} == \
         dict(scenario.locust_env())
     assert job_env["LOCUST_EXPECT_WORKERS"] == str(scenario.locust_workers)
     assert job_env["LOCUST_RUN_TIME"] == f"{scenario.duration}s"
+    # a capacity search: the Job (with the LOCUST_CAPACITY_* values) and the workers load
+    # the shape; a fixed load keeps the image's default, the users alone
+    worker_env = env_of(container(find(docs, "Deployment", "locust-worker"), "locust"))
+    if scenario.capacity is not None:
+        assert locustfile == worker_env["LOCUST_LOCUSTFILE"] == IMAGE_CAPACITY_LOCUSTFILES
+        assert job_env["LOCUST_CAPACITY_STEP_SECONDS"] == str(scenario.capacity.step_seconds)
+    else:
+        assert locustfile is None and "LOCUST_LOCUSTFILE" not in worker_env
+        assert not any(name.startswith("LOCUST_CAPACITY_") for name in job_env)
     for doc in docs:
         if doc["kind"] != "Service":
             labels = doc["spec"]["template"]["metadata"]["labels"]

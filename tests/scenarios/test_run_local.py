@@ -2,6 +2,8 @@
 
 The same ``python -m scenarios`` commands a user types: a thread pool and a
 process pool of 5, 50 Locust users each for 10 s, then ``report`` on the folder.
+The servers run on the interpreter the file names by its path (``python:``, here
+this one), which the summary records as the servers reported it.
 Where this process may use two CPUs or more, the run pins the server to the
 first and Locust to the second (``--server-cpuset``, ``--locust-cpuset``), and
 the CPU affinity of the live server and Locust processes is read during the run.
@@ -10,6 +12,8 @@ the CPU affinity of the live server and Locust processes is read during the run.
 import csv
 import json
 import os
+import platform
+import sysconfig
 import subprocess
 import sys
 import time
@@ -36,6 +40,7 @@ defaults:
   file_sizes: ["1KB", "64KB"]
   upload_size: 16KB
   wait: "0.2-0.6"
+  python: {python}
 matrix:
   - name: "{mode}-pool5"
     mode: [thread, process]
@@ -107,7 +112,7 @@ def run_watching_affinity(args: list[str], base, timeout: float = 300):
 @pytest.fixture(scope="module")
 def lab_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("lab")
-    (base / "two.yaml").write_text(TWO_SCENARIOS)
+    (base / "two.yaml").write_text(TWO_SCENARIOS.replace("{python}", sys.executable))
     placement = (["--server-cpuset", str(SERVER_CPU), "--locust-cpuset", str(LOCUST_CPU)]
                  if PINNED else [])
     code, stdout, stderr, affinity = run_watching_affinity(
@@ -141,6 +146,9 @@ def test_summary_has_both_scenarios_with_traffic_and_no_failures(run_folder):
         # the server counted what Locust sent (Locust also seeded the GET files)
         assert int(row["server_requests"]) >= int(row["requests"])
         assert row["limits_enforced"] == ("yes" if cgroups_available() else "no")
+        free_threaded = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
+        assert (row["python"], row["free_threaded"]) == \
+            (platform.python_version(), "yes" if free_threaded else "no")
     assert json.loads((run_folder / "run.json").read_text())["completed"] == \
         ["thread-pool5", "process-pool5"]
 
@@ -197,7 +205,7 @@ def test_report_writes_html_markdown_and_real_charts(run_folder):
     assert "http://" not in page and "https://" not in page     # self-contained
     assert "thread-pool5" in page and "process-pool5" in page
     summary = (run_folder / "report.md").read_text()
-    assert "| thread-pool5 | ok | thread | 5 |" in summary
+    assert f"| thread-pool5 | ok | thread | 5 | {platform.python_version()} |" in summary
     assert "No request failed in any scenario." in summary
     assert "NOT TRUSTWORTHY" not in summary and "not checked" not in summary
     if PINNED:

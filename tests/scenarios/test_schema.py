@@ -113,6 +113,12 @@ BROKEN = [
     ("capacity: {step_users: 100, step_seconds: 5}",   # 100 users at 10/s take 10 s
      "scenario 'thread-pool5': key 'capacity': step_seconds: 5 leaves no window to measure"),
     ("capacity: [20, 20]", "scenario 'thread-pool5': key 'capacity': [20, 20] is not a mapping"),
+    ("python: 3.13", "scenario 'thread-pool5': key 'python': 3.13 is not default or "
+                     "freethreaded or the path of an interpreter"),
+    ("python: ''", "scenario 'thread-pool5': key 'python': '' is not default or freethreaded"),
+    ("python: [default]", "scenario 'thread-pool5': key 'python': ['default'] is not default"),
+    ("python: ' /usr/bin/python3'",
+     "scenario 'thread-pool5': key 'python': ' /usr/bin/python3' has leading or trailing"),
     ("pol: 5", "scenario 'thread-pool5': unknown key 'pol'"),
     ("description: 5", "scenario 'thread-pool5': key 'description': 5 is not a string"),
 ]
@@ -311,3 +317,23 @@ def test_a_capacity_block_sets_users_and_duration_from_the_search(tmp_path):
 def test_an_empty_capacity_block_takes_the_defaults(tmp_path):
     scenario = load(scenario_file(tmp_path, "capacity: {}")).get("thread-pool5")
     assert dataclasses.asdict(scenario.capacity) == CAPACITY_DEFAULTS
+
+
+def test_python_defaults_to_the_labs_own_and_takes_freethreaded_or_a_path(tmp_path):
+    assert load(scenario_file(tmp_path)).get("thread-pool5").python == "default"
+    for value in ("default", "freethreaded", "/opt/python3.14t/bin/python3", "py/bin/python"):
+        scenario = load(scenario_file(tmp_path, f"python: {value}")).get("thread-pool5")
+        assert scenario.python == value
+        assert scenario.server_image == {"default": "fileserver-lab/server",
+                                         "freethreaded": "fileserver-lab/server-ft"}.get(value)
+    assert dataclasses.asdict(scenario)["python"] == "py/bin/python"    # scenario.json
+
+
+def test_a_matrix_varies_the_interpreter(tmp_path):
+    text = DEFAULTS + ("matrix:\n  name: '{mode}-{python}'\n  mode: [thread, process]\n"
+                       "  python: [default, freethreaded]\n")
+    loaded = load(scenario_file(tmp_path, text=text))
+    assert [(s.name, s.mode, s.python) for s in loaded] == [
+        ("thread-default", "thread", "default"), ("thread-freethreaded", "thread", "freethreaded"),
+        ("process-default", "process", "default"),
+        ("process-freethreaded", "process", "freethreaded")]

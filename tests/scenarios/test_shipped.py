@@ -49,6 +49,22 @@ def test_capacity_searches_for_both_modes_across_the_pool_sizes():
     assert capacity.max_users * 3 > 1000
 
 
+def test_the_thread_pool_on_free_threaded_python_beside_both_modes():
+    """thread/GIL, thread/free-threaded and process in the default set: the capacity
+    searches and the fixed-load grid each have a free-threaded thread pool at every
+    pool size that differs from the GIL one only in the interpreter."""
+    scenarios = shipped()
+    for template in ("capacity-thread{ft}-pool{pool}", "thread{ft}-pool{pool}"):
+        for pool in POOLS:
+            gil = scenarios.get(template.format(ft="", pool=pool))
+            free = scenarios.get(template.format(ft="-ft", pool=pool))
+            assert (gil.python, free.python) == ("default", "freethreaded")
+            assert differing_keys(gil, free) == {"python"}
+            assert scenarios.get(template.format(ft="", pool=pool).replace(
+                "thread", "process")).python == "default"
+    assert {s.python for s in scenarios} == {"default", "freethreaded"}
+
+
 def differing_keys(a, b):
     return {key for key in a.__dataclass_fields__
             if key not in ("name", "description") and getattr(a, key) != getattr(b, key)}

@@ -11,7 +11,7 @@ import pytest
 
 import wire
 from server.config import ServerConfig
-from server.handler import ConnectionHandler
+from server.handler import CLOSED, WAIT_READ, WAIT_WRITE, ConnectionHandler
 from server.stats import WorkerTable
 from server.storage import Storage
 from tests.support import read_reply, temp_files
@@ -75,7 +75,7 @@ def test_several_requests_on_one_connection(session, tmp_path):
     assert s.ask(b"DELETE r.bin\r\n\r\n") == {"status": "ERROR",
                                                "data": "file 'r.bin' not found"}
     row = s.table.rows()[0]
-    assert row["requests"] == 6 and row["busy"] == 1
+    assert row["requests"] == 6
     assert row["UPLOAD_OK"] == 1 and row["DELETE_ERROR"] == 1
     assert row["bytes_in"] > 4 * len(content) // 3
 
@@ -194,3 +194,131 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(session, tmp_path, 
     assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": ["keep.txt"]}
     assert (tmp_path / "keep.txt").read_bytes() == b"old"
     assert temp_files(tmp_path) == []
+
+
+# -- the connection as a worker drives it: advance() until it must wait ---------
+
+@pytest.fixture
+def driven(tmp_path):
+    opened = []
+
+    def open_driven(**settings):
+        opened.append(Driven(tmp_path, **settings))
+        return opened[-1]
+    yield open_driven
+    for d in opened:
+        d.connection.close()
+        d.client.close()
+
+
+class Driven:
+    """A Connection on a socketpair, advanced by the test as a worker would."""
+
+    def __init__(self, root, **settings):
+        self.table = WorkerTable(1)
+        self.slot = self.table.slot(0)
+        config = ServerConfig(**{"timeout": 5.0, **settings})
+        self.client, server_end = socket.socketpair()
+        self.client.settimeout(10)
+        self.connection = ConnectionHandler(Storage(root), config).open(
+            server_end, ("127.0.0.1", 40001), self.slot)
+
+    def busy(self) -> int:
+        return self.table.rows()[0]["busy"]
+
+
+def test_a_connection_without_a_whole_request_is_handed_back_at_once(driven, tmp_path):
+    d = driven()
+    assert d.connection.advance() == WAIT_READ          # nothing yet
+    d.client.sendall(b"LI")
+    assert d.connection.advance() == WAIT_READ          # a line still arriving
+    assert d.busy() == 0 and d.table.rows()[0]["requests"] == 0
+    d.client.sendall(b"ST\r\n\r\n")
+    assert d.connection.advance() == WAIT_READ          # served, waiting for the next
+    assert read_reply(d.client) == {"status": "OK", "data": []}
+    assert d.busy() == 0 and d.table.rows()[0]["requests"] == 1
+    d.client.close()
+    assert d.connection.advance() == CLOSED
+
+
+def test_a_get_to_a_reader_that_stalls_is_parked_and_resumed(driven, tmp_path):
+    content = os.urandom(8 * 1024 * 1024)
+    (tmp_path / "big.bin").write_bytes(content)
+    d = driven()
+    d.client.sendall(b"GET big.bin\r\n\r\n")
+    assert d.connection.advance() == WAIT_WRITE         # the socket buffers filled up
+    assert d.busy() == 0 and d.connection.in_request
+    sent_so_far = d.table.rows()[0]["bytes_out"]
+    assert 0 < sent_so_far < len(content)
+
+    received = {}
+    reader = threading.Thread(target=lambda: received.update(read_reply(d.client)))
+    reader.start()
+    wait = WAIT_WRITE
+    while wait == WAIT_WRITE:
+        wait = d.connection.advance()
+    reader.join(10)
+    assert wait == WAIT_READ and not d.connection.in_request
+    assert received["data_file_bytes"] == content
+    assert d.table.rows()[0]["GET_OK"] == 1
+    d.connection.close()
+
+
+def test_a_stalled_upload_keeps_its_state_while_parked(driven, tmp_path):
+    d = driven()
+    encoded = base64.b64encode(b"0123456789" * 1000)
+    d.client.sendall(b"UPLOAD kept.bin " + encoded[:5000])
+    assert d.connection.advance() == WAIT_READ          # parked mid-body
+    assert d.busy() == 0 and d.connection.in_transfer
+    assert len(temp_files(tmp_path)) == 1
+    d.client.sendall(encoded[5000:] + b"\r\n\r\n")
+    assert d.connection.advance() == WAIT_READ
+    assert read_reply(d.client) == {"status": "OK", "data": "file kept.bin uploaded (10000 bytes)"}
+    assert (tmp_path / "kept.bin").read_bytes() == b"0123456789" * 1000
+    d.connection.close()
+
+
+def test_deadlines_of_a_parked_connection(driven, tmp_path):
+    d = driven(timeout=30, request_timeout=2, min_rate=1000)
+    connection = d.connection
+    assert connection.advance() == WAIT_READ
+    assert connection.deadline() == pytest.approx(connection.last_activity + 30)
+    d.client.sendall(b"GET x")
+    connection.advance()
+    assert connection.deadline() == pytest.approx(connection.request_started + 2)
+    connection.expire()
+    reply = read_reply(d.client)
+    assert reply["status"] == "ERROR" and "not complete after 2 s" in reply["data"]
+    assert connection.closed
+
+
+def test_an_error_mid_upload_after_expiry_removes_the_temporary_file(driven, tmp_path):
+    d = driven(timeout=30, request_timeout=1, min_rate=10_000)
+    d.client.sendall(b"UPLOAD slow.bin QUJD")
+    assert d.connection.advance() == WAIT_READ
+    assert len(temp_files(tmp_path)) == 1
+    # 3 bytes in: the transfer must have lasted 1 s (the grace) before it counts as slow
+    assert d.connection.deadline() == pytest.approx(d.connection.request_started + 1)
+    d.connection.expire()
+    reply = read_reply(d.client)
+    assert reply["status"] == "ERROR" and "slower than 10000 bytes/s" in reply["data"]
+    assert temp_files(tmp_path) == []
+    assert d.table.rows()[0]["UPLOAD_ERROR"] == 1
+
+
+def test_a_refused_upload_whose_body_passes_the_limit_gets_one_reply(session):
+    s = session(max_upload_bytes=1000)
+    s.client.sendall(b"UPLOAD .hidden " + base64.b64encode(os.urandom(3000)) + b"\r\n\r\n")
+    reply = read_reply(s.client, s.decoder)
+    assert reply == {"status": "ERROR", "data": "file name '.hidden' must not start with '.'"}
+    assert s.closed_by_server()
+    row = s.table.rows()[0]
+    assert row["requests"] == 1 and row["UPLOAD_ERROR"] == 1
+
+
+def test_after_a_refused_upload_the_next_request_is_answered(session):
+    s = session()
+    reply = s.ask(b"UPLOAD .hidden QUJD\r\n\r\n")
+    assert reply["status"] == "ERROR"
+    assert s.ask(b"BOGUS\r\n\r\n")["status"] == "ERROR"
+    assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": []}

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import sys
 import time
 
 import psutil
@@ -49,10 +50,23 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     assert "invalid --max-line-bytes='1': must be between 64" in str(raised.value)
 
 
+IMMORTAL_WORKERS = """
+import runpy, sys
+import server.pools
+server.pools._die_with_parent = lambda: None     # workers that outlive their supervisor
+sys.argv = [sys.argv[0]] + sys.argv[4:]          # drop the "python -m server" that follows
+runpy.run_module("server", run_name="__main__")
+"""
+
+
 @pytest.mark.integration
 def test_workers_that_outlive_their_supervisor_are_reported_then_killed(tmp_path):
+    """The server's workers die with it; the launcher must still report (and
+    kill) the processes of a server that does not do that."""
+    script = tmp_path / "immortal_workers.py"
+    script.write_text(IMMORTAL_WORKERS)
     server = ServerProcess(tmp_path / "files", "process", 2, log_path=tmp_path / "server.log",
-                           stats_interval=0).start()
+                           stats_interval=0, wrapper=[sys.executable, str(script)]).start()
     workers = server.worker_pids()
     assert len(workers) == 2
     os.kill(server.proc.pid, signal.SIGKILL)        # the supervisor only

@@ -2,9 +2,13 @@ import io
 import logging
 import multiprocessing
 import re
+import threading
+import time
+import types
 
 import pytest
 
+from server import logbuffer
 from server.logbuffer import AccessLog, BatchingStreamHandler
 from server.pools import PreforkPool, ThreadPool
 
@@ -69,3 +73,70 @@ def test_a_worker_process_flushes_its_lines_when_it_exits(tmp_path):
     child.join(10)
     assert child.exitcode == 0
     assert path.read_text() == "Worker-9 last words\n"
+
+
+def test_threads_logging_their_first_lines_at_once_start_one_flusher_and_lose_nothing():
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    flushers = []
+    flush_periodically = handler._flush_periodically
+
+    def counted():
+        flushers.append(threading.current_thread().name)
+        flush_periodically()
+
+    handler._flush_periodically = counted       # what the flusher thread runs
+    workers, lines = 8, 500
+    start = threading.Barrier(workers)
+
+    def work(index):
+        start.wait()
+        for number in range(lines):
+            handler.append_line(f"{index} {number}\n")
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    handler.close()
+    written = stream.getvalue().splitlines()
+    assert sorted(written) == sorted(f"{i} {n}" for i in range(workers) for n in range(lines))
+    for index in range(workers):               # in order within each thread
+        assert [w for w in written if w.startswith(f"{index} ")] == [
+            f"{index} {n}" for n in range(lines)]
+    assert len(flushers) == 1
+
+
+def test_access_lines_of_threads_in_different_seconds_keep_their_own_second(logger,
+                                                                            monkeypatch):
+    """The cached text of the current second is never paired with another thread's second."""
+    clock = threading.local()
+    monkeypatch.setattr(logbuffer, "time", types.SimpleNamespace(
+        time=lambda: clock.now, strftime=time.strftime, localtime=time.localtime))
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s|%(message)s"))
+    logger.addHandler(handler)
+    access_log = AccessLog(logger)
+    workers, lines, base = 4, 10000, 1_700_000_000
+    start = threading.Barrier(workers)
+
+    def work(index):
+        clock.now = base + 3600 * index + 0.25      # each thread lives in its own second
+        start.wait()
+        for _ in range(lines):
+            access_log.info(str(index))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    handler.flush()
+    expected = {str(i): time.strftime("%Y-%m-%d %H:%M:%S,250", time.localtime(base + 3600 * i))
+                for i in range(workers)}
+    written = stream.getvalue().splitlines()
+    assert len(written) == workers * lines
+    wrong = [line for line in written if line.split("|")[0] != expected[line.split("|")[1]]]
+    assert wrong == []

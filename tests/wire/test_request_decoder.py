@@ -281,6 +281,80 @@ def test_eof_in_a_broken_upload_closes_quietly():
     assert not events[1].fatal
 
 
+def skip_when(raw: bytes, chunker, skip_on, **options) -> list:
+    """Events of ``raw`` fed in chunks, calling skip_upload() on the first event of
+    type ``skip_on``; a ProtocolError is recorded and ends the run if fatal."""
+    decoder = RequestDecoder(**options)
+    seen, skipped = [], False
+    for chunk in chunker(raw) + [b""]:
+        decoder.receive_data(chunk)
+        while True:
+            try:
+                event = decoder.next_event()
+            except ProtocolError as exc:
+                seen.append(exc)
+                if exc.fatal:
+                    assert decoder.state == decoder.CLOSED
+                    return seen
+                continue
+            if event is NEED_DATA:
+                break
+            seen.append(event)
+            if isinstance(event, skip_on) and not skipped:
+                decoder.skip_upload()
+                skipped = True
+    return seen
+
+
+# sizes whose base64 ends with "==", "=" and no padding: the limit is exact for each
+@pytest.mark.parametrize("size", [1000, 1001, 1002])
+@pytest.mark.parametrize("skip_on", [UploadStart, UploadData], ids=["at-start", "mid-body"])
+@pytest.mark.parametrize("chunker", CHUNKINGS)
+def test_a_skipped_upload_keeps_the_size_limit(chunker, skip_on, size):
+    """A refused upload (skip_upload) is measured as a decoded one: over the limit
+    is the same fatal error, at the limit the next request is decoded."""
+    raw = wire.encode_request("UPLOAD", "x", os.urandom(size)) + b"LIST" + TERM
+    at_limit = skip_when(raw, chunker, skip_on, max_upload_bytes=size)
+    assert at_limit[0] == UploadStart("x") and at_limit[-1] == Command("LIST")
+    assert not any(isinstance(e, ProtocolError) for e in at_limit)
+    over = skip_when(raw, chunker, skip_on, max_upload_bytes=size - 1)
+    assert over[0] == UploadStart("x")
+    assert isinstance(over[-1], ProtocolError) and over[-1].fatal
+    assert over[-1].message == f"upload larger than the limit of {size - 1} bytes"
+    assert Command("LIST") not in over
+
+
+def test_a_skipped_15mb_upload_stops_soon_after_a_1mb_limit():
+    """The measured case: a refused 15 MB upload used to be read whole with a 1 MB limit."""
+    limit = 1024 * 1024
+    _, raw = big_upload(15 * 1024 * 1024, seed=2)
+    decoder = RequestDecoder(max_upload_bytes=limit)
+    fed = 0
+    with pytest.raises(ProtocolError, match="larger than the limit") as error:
+        for i in range(0, len(raw), PIECE):
+            decoder.receive_data(raw[i:i + PIECE])
+            fed += len(raw[i:i + PIECE])
+            while (event := decoder.next_event()) is not NEED_DATA:
+                if isinstance(event, UploadStart):
+                    decoder.skip_upload()
+    assert error.value.fatal and decoder.state == decoder.CLOSED
+    # refused within one piece of the base64 length of 1 MB
+    assert fed <= limit * 4 // 3 + PIECE + 64
+
+
+def test_a_broken_upload_being_skipped_keeps_the_size_limit():
+    """Skipped after invalid base64 (the decoder's own skip): the limit still holds."""
+    body = base64.b64encode(os.urandom(3000))
+    raw = b"UPLOAD x " + b"!" + body[1:] + TERM + b"LIST" + TERM
+    for chunker in CHUNKINGS:
+        events = normalize_requests(drive_requests(chunker(raw), max_upload_bytes=2999))
+        assert [(e["event"], e.get("fatal")) for e in events] == [
+            ("UploadStart", None), ("error", False), ("error", True)]
+        assert events[-1]["message"] == "upload larger than the limit of 2999 bytes"
+        events = normalize_requests(drive_requests(chunker(raw), max_upload_bytes=3000))
+        assert [e["event"] for e in events] == ["UploadStart", "error", "Command"]
+
+
 # -- memory bound -----------------------------------------------------------------
 
 PIECE = 64 * 1024

@@ -1,0 +1,221 @@
+"""What every worker runs, thread or process: accept, wait for requests, serve one at a time.
+
+A worker owns an epoll set holding the shared listening socket (with
+``EPOLLEXCLUSIVE``, so a new connection wakes one idle worker, not all of
+them) and the connections it has accepted.  When a connection's socket is
+ready the worker calls ``Connection.advance()``, which serves every request
+that has fully arrived and hands the connection back when it must wait for
+its peer (see ``server.handler``).  So a connection occupies its worker
+only while a request is being served: idle connections, request lines
+still trickling in and stalled transfers wait in the epoll set, and the
+worker meanwhile accepts and serves others.
+
+A worker holds at most ``max_connections`` connections; while it holds
+that many it stops accepting, and new clients wait in the kernel's listen
+backlog.  Once a tick (``TICK_SECONDS``) it closes the connections whose
+deadline passed.  When the stop signal is set it stops accepting, closes
+the connections that are between requests and keeps serving those in the
+middle of one until they end (the pool cuts them after its grace period).
+
+Linux only (epoll, ``EPOLLEXCLUSIVE``), like the rest of the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import select
+import socket
+import threading
+import time
+from typing import Callable
+
+from .handler import CLOSED, Connection, ConnectionHandler
+
+__all__ = ["WorkerLoop", "TICK_SECONDS"]
+
+log = logging.getLogger("server.pool")
+
+TICK_SECONDS = 0.5
+ACCEPT_RETRY_SECONDS = 0.1          # pause after an accept error such as EMFILE
+ACCEPT_ERROR_LOG_SECONDS = 1.0      # one log line per this many seconds at most
+
+# accept() errors that mean "try again" rather than "the listener is gone"
+_TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM,
+                            errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+
+
+class WorkerLoop:
+    def __init__(self, listener: socket.socket, handler: ConnectionHandler, slot,
+                 should_stop: Callable[[], bool], max_connections: int):
+        self.listener = listener
+        self.handler = handler
+        self.slot = slot
+        self.should_stop = should_stop
+        self.max_connections = max(1, max_connections)
+        self.connections: dict[int, Connection] = {}
+        self._waiting_for: dict[int, int] = {}
+        self._lock = threading.Lock()        # connections is read by the pool's cut()
+        self._accepting = False
+        self._accept_paused_until = 0.0
+        self._last_accept_error_log = float("-inf")
+        self._suppressed_accept_errors = 0
+        self._listener_gone = False
+
+    # -- the loop -------------------------------------------------------------------
+    def run(self) -> None:
+        self._epoll = select.epoll()
+        try:
+            self._set_accepting(True)
+            next_tick = time.monotonic() + TICK_SECONDS
+            while True:
+                stopping = self.should_stop() or self._listener_gone
+                if stopping:
+                    self._wind_down()
+                    if not self.connections:
+                        return
+                for fd, _events in self._epoll.poll(TICK_SECONDS):
+                    if fd == self._listener_fd:
+                        self._accept()
+                    else:
+                        connection = self.connections.get(fd)
+                        if connection is not None:
+                            self._advance(connection)
+                now = time.monotonic()
+                if now >= next_tick:
+                    self._tick(now)
+                    next_tick = now + TICK_SECONDS
+        finally:
+            self.close_all()
+            self._epoll.close()
+
+    def _tick(self, now: float) -> None:
+        for connection in [c for c in self.connections.values() if c.deadline() <= now]:
+            connection.expire()
+            self._forget(connection)
+        if not self._accepting and now >= self._accept_paused_until:
+            self._set_accepting(True)
+
+    # -- accepting ------------------------------------------------------------------
+    @property
+    def _listener_fd(self) -> int:
+        return self.listener.fileno()
+
+    def _set_accepting(self, accepting: bool) -> None:
+        if self.should_stop() or self._listener_gone:
+            accepting = False
+        elif len(self.connections) >= self.max_connections:
+            accepting = False
+        elif time.monotonic() < self._accept_paused_until:
+            accepting = False
+        if accepting == self._accepting:
+            return
+        # EPOLLEXCLUSIVE cannot be modified, only added and removed
+        if accepting:
+            self._epoll.register(self._listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+        else:
+            self._epoll.unregister(self._listener_fd)
+        self._accepting = accepting
+
+    def _accept(self) -> None:
+        try:
+            sock, address = self.listener.accept()
+        except BlockingIOError:
+            return                          # another worker took it
+        except OSError as exc:
+            self._accept_failed(exc)
+            return
+        self.slot.connection_opened()
+        connection = self.handler.open(sock, address, self.slot)
+        connection.close_lock = self._lock
+        with self._lock:
+            self.connections[connection.fd] = connection
+        self._advance(connection)
+        if len(self.connections) >= self.max_connections:
+            self._set_accepting(False)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if self.should_stop() or exc.errno in (errno.EINVAL, errno.EBADF):
+            self._listener_gone = True      # shut down by the pool: stopping
+            self._set_accepting(False)
+            return
+        if exc.errno not in _TRANSIENT_ACCEPT_ERRORS:
+            log.error("listener failed: %s", exc)
+            self._listener_gone = True
+            self._set_accepting(False)
+            return
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            # the connection stays in the backlog: wait instead of spinning on it
+            self._accept_paused_until = time.monotonic() + ACCEPT_RETRY_SECONDS
+            self._set_accepting(False)
+        now = time.monotonic()
+        if now - self._last_accept_error_log >= ACCEPT_ERROR_LOG_SECONDS:
+            more = (f" ({self._suppressed_accept_errors} more since the last line)"
+                    if self._suppressed_accept_errors else "")
+            log.error("accept failed: %s; retrying%s", exc.strerror or exc, more)
+            self._last_accept_error_log = now
+            self._suppressed_accept_errors = 0
+        else:
+            self._suppressed_accept_errors += 1
+
+    # -- connections ------------------------------------------------------------------
+    def _advance(self, connection: Connection) -> None:
+        wait = connection.advance()
+        fd = connection.fd
+        if wait == CLOSED:
+            self._forget(connection)
+            return
+        registered = self._waiting_for.get(fd)
+        if registered is None:
+            self._epoll.register(fd, wait)
+        elif registered != wait:
+            self._epoll.modify(fd, wait)
+        self._waiting_for[fd] = wait
+        self.slot.holding(len(self.connections))
+
+    def _forget(self, connection: Connection) -> None:
+        """Drop a closed connection (closing a socket removes it from epoll)."""
+        with self._lock:
+            if self.connections.get(connection.fd) is connection:
+                del self.connections[connection.fd]
+            self._waiting_for.pop(connection.fd, None)
+        self.slot.holding(len(self.connections))
+        if not self._accepting:
+            self._set_accepting(True)
+
+    def _wind_down(self) -> None:
+        """Stopping: no new connections.  Those between requests serve what has
+        already arrived and then close (``advance()`` closes them once nothing has)."""
+        self._set_accepting(False)
+        for connection in [c for c in self.connections.values() if not c.in_request]:
+            self._advance(connection)
+
+    # -- for the pool ---------------------------------------------------------------------
+    def in_flight(self) -> int:
+        """Connections in the middle of a request (read from another thread)."""
+        with self._lock:
+            return sum(1 for c in self.connections.values() if c.in_request)
+
+    def cut(self) -> int:
+        """From another thread: end every connection now; returns how many were
+        in the middle of a request.  Shutting the sockets down wakes the worker."""
+        cut = 0
+        with self._lock:            # no socket is closed meanwhile (Connection.close_lock)
+            for connection in self.connections.values():
+                if connection.closed:
+                    continue
+                cut += connection.in_request
+                try:
+                    connection.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        return cut
+
+    def close_all(self) -> None:
+        with self._lock:
+            connections = list(self.connections.values())
+            self.connections.clear()
+            self._waiting_for.clear()
+        for connection in connections:
+            connection.close()
+        self.slot.holding(0)
