@@ -1,8 +1,8 @@
 """The project's load generator: ``python -m bench`` (or ``make bench``).
 
 It starts the real server (``python -m server``) in thread mode and in
-process mode, on free ports of 127.0.0.1 with temporary storage folders,
-and measures in one run:
+process mode (and in thread mode on a free-threaded CPython, below), on free
+ports of 127.0.0.1 with temporary storage folders, and measures in one run:
 
 * LIST ops/s and p50/p99 latency at 1, 10 and 50 concurrent clients, each
   client a separate process opening ONE CONNECTION PER REQUEST, next to a
@@ -18,6 +18,12 @@ and measures in one run:
 * the peak RSS of all server processes (supervisor and workers), sampled
   every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5
   concurrent 100 MB UPLOADs;
+* with a free-threaded CPython (``.venv-ft/bin/python``, ``make venv-ft``; or
+  ``--ft-python PATH``), thread mode on it as well (``bench.plan``):
+  ``thread-ft`` with the GIL off for LIST, the 100 MB transfers at one
+  client and the memory phase, and ``thread-ft-gil``, the same binary with
+  ``PYTHON_GIL=1``, for LIST at the top level; without one, a line says these
+  points are skipped;
 * the physical bounds of this machine: base64 encode/decode speed of one
   core (wire's engine, and binascii for reference) and loopback TCP bulk
   throughput.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from .plan import FT, FT_GIL
+
 __all__ = ["evaluate_targets", "render"]
 
 BASELINE = "asyncio-protocol"
@@ -11,6 +13,10 @@ LIST_RATIO_TARGETS = {"thread": 0.6, "process": 0.9}       # LIST@50 over asynci
 # a 100 MB transfer at 1 client over loopback TCP bulk throughput of the same moment
 TRANSFER_RATIO_TARGETS = {"GET": 0.25, "UPLOAD": 0.20}
 MEMORY_TARGET_BYTES = 64 * 2 ** 20
+# free-threaded thread mode, LIST at the top level: over the same binary with
+# PYTHON_GIL=1, and over the process mode of the lab's own interpreter
+FT_OVER_GIL_TARGET = 1.5
+FT_OVER_PROCESS_TARGET = 1.0
 MIB = 2 ** 20
 
 
@@ -21,16 +27,66 @@ def _list_point(out: dict, server: str, clients: int):
     return None
 
 
-def _transfer_point(out: dict, mode: str, op: str, size_label: str, clients: int):
+def _variant(record: dict) -> str:
+    return record.get("variant") or record["mode"]
+
+
+def _transfer_point(out: dict, variant: str, op: str, size_label: str, clients: int):
     for record in out["transfers"]:
-        if (record["mode"], record["op"], record["size_label"], record["clients"]) == \
-                (mode, op, size_label, clients):
+        if (_variant(record), record["op"], record["size_label"], record["clients"]) == \
+                (variant, op, size_label, clients):
             return record
     return None
 
 
-def _list_label(out: dict, mode: str) -> str:
-    return f"{mode}({out['meta']['list_pool']})"
+def _list_label(out: dict, variant: str) -> str:
+    return f"{variant}({out['meta']['list_pool']})"
+
+
+def _variant_names(out: dict) -> list[str]:
+    """The servers of the run: thread, process, thread-ft, thread-ft-gil (older
+    files: their modes)."""
+    meta = out["meta"]
+    return [v["name"] for v in meta["variants"]] if "variants" in meta else meta["modes"]
+
+
+def _list_ratio_target(out: dict, name: str, over: str, target: float, top: int):
+    point = _list_point(out, _list_label(out, name), top)
+    base = _list_point(out, _list_label(out, over), top)
+    if not (point and base and base["ops_per_s"] and point["ops_per_s"] is not None):
+        return None
+    ratio = point["ops_per_s"] / base["ops_per_s"]
+    return {"value": round(ratio, 3), "target": target, "pass": ratio >= target,
+            "detail": f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s"}
+
+
+def _free_threaded_targets(out: dict, top: int) -> list[dict]:
+    """Issue 11's targets, and that each free-threaded server ran with the GIL its
+    label says (its /stats; an extension module may turn the GIL back on)."""
+    names = _variant_names(out)
+    if FT not in names:
+        return []
+    targets = []
+    for over, target, what in ((FT_GIL, FT_OVER_GIL_TARGET, "the same binary with "
+                                                            "PYTHON_GIL=1"),
+                               ("process", FT_OVER_PROCESS_TARGET,
+                                "process mode on the default interpreter")):
+        if over not in names:
+            continue
+        result = _list_ratio_target(out, FT, over, target, top)
+        if result:
+            targets.append({"name": f"LIST@{top} {FT} >= {target:g}x {what}", **result})
+    checked = [s for s in out["servers"] if s.get("expected_gil_enabled") is not None]
+    wrong = [f"{s['server']}: gil_enabled {(s.get('interpreter') or {}).get('gil_enabled')}"
+             for s in checked
+             if (s.get("interpreter") or {}).get("gil_enabled") is not s["expected_gil_enabled"]]
+    if checked:
+        targets.append({"name": f"{FT} servers ran without the GIL, {FT_GIL} with it "
+                                "(their /stats)",
+                        "value": len(wrong), "target": 0,
+                        "detail": "; ".join(wrong) or f"{len(checked)} servers as labelled",
+                        "pass": not wrong})
+    return targets
 
 
 def _spread(values, spec: str) -> str:
@@ -41,7 +97,8 @@ def _spread(values, spec: str) -> str:
 def evaluate_targets(out: dict) -> list[dict]:
     targets = []
     top = max(out["meta"].get("list_clients_max", 50), 1)
-    for mode in out["meta"]["modes"]:
+    names = _variant_names(out)
+    for mode in names:
         base = _list_point(out, BASELINE, top)
         point = _list_point(out, _list_label(out, mode), top)
         target = LIST_RATIO_TARGETS.get(mode)
@@ -52,7 +109,8 @@ def evaluate_targets(out: dict) -> list[dict]:
                 "value": round(ratio, 3), "target": target,
                 "detail": f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s",
                 "pass": ratio >= target})
-    for mode in out["meta"]["modes"]:
+    targets += _free_threaded_targets(out, top)
+    for mode in names:
         for op, target in TRANSFER_RATIO_TARGETS.items():
             point = _transfer_point(out, mode, op, "100MB", 1)
             if point and point["mb_per_s"] and point.get("loopback_ratio") is not None:
@@ -64,7 +122,7 @@ def evaluate_targets(out: dict) -> list[dict]:
                               f"{point['mb_per_s']:.0f} MB/s; rounds' ratios "
                               f"{_spread(point.get('rounds_loopback_ratio'), '.3f')}",
                     "pass": ratio >= target and point["errors"] == 0})
-    for mode in out["meta"]["modes"]:
+    for mode in names:
         for op in TRANSFER_RATIO_TARGETS:
             one = _transfer_point(out, mode, op, "100MB", 1)
             five = _transfer_point(out, mode, op, "100MB", 5)
@@ -84,7 +142,7 @@ def evaluate_targets(out: dict) -> list[dict]:
     for record in out["memory"]:
         increase = record["rss_increase_bytes"]
         targets.append({
-            "name": f"RSS increase, 5 GET + 5 UPLOAD of 100MB, {record['mode']} < 64 MiB",
+            "name": f"RSS increase, 5 GET + 5 UPLOAD of 100MB, {_variant(record)} < 64 MiB",
             "value": round(increase / MIB, 1), "target": 64,
             "detail": f"idle {record['idle_rss_bytes'] / MIB:.1f} MiB, "
                       f"peak {record['rss_peak_bytes'] / MIB:.1f} MiB",
@@ -125,6 +183,7 @@ def render(out: dict) -> str:
         f"fileserver bench ({'quick' if meta['quick'] else 'full'} run, {meta['seconds']} s, "
         f"{meta['cpus']} CPUs, Python {meta['python']}, commit {str(meta['commit'])[:10]})",
         f"clients: {meta['client']}; servers log at INFO to a file",
+        *_free_threaded_line(meta),
         "",
         "Physical bounds (one core / one pair), median and best of the repetitions at the "
         "start and at the end of the run; the median is the reference",
@@ -224,6 +283,16 @@ def render(out: dict) -> str:
         parts.append(f"  [{'PASS' if t['pass'] else 'FAIL'}] {t['name']}: {t['value']} "
                      f"({t['detail']})")
     return "\n".join(parts)
+
+
+def _free_threaded_line(meta: dict) -> list[str]:
+    ft = meta.get("free_threaded")
+    if not ft:
+        return []
+    if ft.get("skipped"):
+        return [ft["skipped"]]
+    return [f"free-threaded: {FT} (GIL off) and {FT_GIL} (PYTHON_GIL=1, LIST only) on "
+            f"{ft['python']}, Python {ft['version']}"]
 
 
 def _mark(record: dict) -> str:

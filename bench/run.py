@@ -17,30 +17,37 @@ from server.config import MODES
 
 from . import bounds
 from .load import ClientSpec, Plan, run_point, wait_for_quiet
+from .plan import SIZES, PlanError, Variant, free_threaded_python, variants
 from .proto import make_files
 from .report import evaluate_targets, render
 from .servers import (REPO_ROOT, AsyncioServer, ChildServer, RealServer, ThreadPoolServer,
                       idle_rss, log_summary)
 
-MB = 1_000_000
 LIST_FILES = 20                     # small files in the LIST storage folder
 LIST_POOL = 50
 TRANSFER_POOL = 10                  # >= 5 GETs + 5 UPLOADs at once
-SIZES = {"10MB": 10 * MB, "100MB": 100 * MB}
 DISTURBED_PCT = 25.0                # other CPU (% of one core) that makes a point suspect
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Load-test the file server (thread and process modes) against the "
-                    "machine's bounds and a plain asyncio LIST server.")
+        description="Load-test the file server (thread and process modes, and thread mode "
+                    "on a free-threaded CPython when there is one) against the machine's "
+                    "bounds and a plain asyncio LIST server.")
     parser.add_argument("--quick", action="store_true",
                         help="short run (about 2 minutes instead of about 6)")
     parser.add_argument("--out", help="JSON file to write "
                         "(default bench/results/bench-<time>.json)")
     parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"server modes to measure (default {','.join(MODES)})")
+                        help=f"server modes to measure on this interpreter (default "
+                             f"{','.join(MODES)}; empty for none)")
+    ft = parser.add_mutually_exclusive_group()
+    ft.add_argument("--ft-python", metavar="PATH",
+                    help="free-threaded CPython for the thread-ft and thread-ft-gil points "
+                         "(default .venv-ft/bin/python when it exists; `make venv-ft`)")
+    ft.add_argument("--no-ft", action="store_true",
+                    help="skip the free-threaded points")
     parser.add_argument("--list-seconds", type=float,
                         help="measured seconds per LIST round (default 3, quick 1.5)")
     parser.add_argument("--list-rounds", type=int,
@@ -58,7 +65,7 @@ def parse_args(argv):
     parser.add_argument("--keep-logs", action="store_true",
                         help="copy the server logs next to the JSON file")
     args = parser.parse_args(argv)
-    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.modes = list(dict.fromkeys(m.strip() for m in args.modes.split(",") if m.strip()))
     for mode in args.modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -81,6 +88,15 @@ def parse_args(argv):
     args.list_seconds = min(max(args.list_seconds, 0.5), 30.0)
     args.transfer_seconds = min(max(args.transfer_seconds, 0.0), 30.0)
     return args
+
+
+def plan_run(args) -> None:
+    """Find the free-threaded interpreter (``args.ft``) and plan the servers
+    (``args.variants``); PlanError before anything starts when that cannot be done."""
+    args.ft = free_threaded_python(args.ft_python, args.no_ft)
+    args.variants = variants(args.modes, args.list_clients, args.ft)
+    if not args.variants:
+        raise PlanError("no server to measure: --modes is empty and " + args.ft.skipped)
 
 
 class Workspace:
@@ -113,7 +129,7 @@ def _say(text: str) -> None:
 
 
 def _describe(record: dict) -> str:
-    parts = [f"{record['server']:<16} {record['op']:<6} {record.get('size_label', ''):<6}"
+    parts = [f"{record['server']:<18} {record['op']:<6} {record.get('size_label', ''):<6}"
              f" c={record['clients']:<3}"]
     if record["op"] == "LIST":
         parts.append(f"{record['ops_per_s'] or 0:9.1f} ops/s")
@@ -177,6 +193,26 @@ def _start(ws: Workspace, server: ChildServer) -> ChildServer:
     return server
 
 
+def _real_server(variant: Variant, pool: int, storage: str, log_path: str) -> RealServer:
+    return RealServer(variant.mode, pool, storage, log_path, python=variant.python,
+                      wrapper=variant.wrapper, label=f"{variant.name}({pool})")
+
+
+def _server_info(server: ChildServer, label: str, variant: Variant | None = None,
+                 idle_seconds: float = 0.5) -> dict:
+    """What the servers table records of a server just started: idle RSS, and for ours
+    the interpreter it says it runs on (its /stats) next to the one it should."""
+    info = {"server": label, "idle_rss_bytes": idle_rss(server, idle_seconds)}
+    if variant is not None:
+        info["variant"] = variant.name
+        info["expected_gil_enabled"] = variant.gil_enabled
+        try:
+            info["interpreter"] = server.stats()["interpreter"]
+        except (OSError, ValueError, KeyError):
+            info["interpreter"] = None
+    return info
+
+
 def _finish(server: ChildServer, info: dict) -> None:
     if isinstance(server, RealServer):
         try:
@@ -191,32 +227,39 @@ def _finish(server: ChildServer, info: dict) -> None:
 def run_list_phase(ws: Workspace, args, out: dict) -> None:
     storage = ws.folder("list-storage")
     make_files(storage, {f"file-{i:02d}.txt": 100 + i for i in range(LIST_FILES)})
-    servers = [("asyncio-protocol", lambda log: AsyncioServer(storage, log, "protocol"))]
+    every = tuple(args.list_clients)
+    # (label, factory, variant or None, the levels it is measured at)
+    servers = [("asyncio-protocol", lambda log: AsyncioServer(storage, log, "protocol"),
+                None, every)]
     if not args.quick:
-        servers.append(("asyncio-streams", lambda log: AsyncioServer(storage, log, "streams")))
+        servers.append(("asyncio-streams", lambda log: AsyncioServer(storage, log, "streams"),
+                        None, every))
     if "thread" in args.modes:
         # thread mode's reference: the same pool with none of the server's own work
         servers.append((f"threadpool({LIST_POOL})",
-                        lambda log: ThreadPoolServer(storage, log, LIST_POOL)))
-    for mode in args.modes:
+                        lambda log: ThreadPoolServer(storage, log, LIST_POOL), None, every))
+    for variant in args.variants:
         # the real server takes one storage folder for itself: a copy each
-        own = ws.folder(f"list-storage-{mode}")
+        own = ws.folder(f"list-storage-{variant.name}")
         make_files(own, {f"file-{i:02d}.txt": 100 + i for i in range(LIST_FILES)})
-        servers.append((f"{mode}({LIST_POOL})",
-                        lambda log, mode=mode, own=own: RealServer(mode, LIST_POOL, own, log)))
+        servers.append((f"{variant.name}({LIST_POOL})",
+                        lambda log, variant=variant, own=own: _real_server(
+                            variant, LIST_POOL, own, log),
+                        variant, variant.list_levels))
     # all servers run side by side (idle ones cost nothing) and are measured in
     # turn at each concurrency level, so a drift of the machine's speed hits
     # them alike rather than whichever was measured last
     running = []
-    for label, factory in servers:
+    for label, factory, variant, levels in servers:
         server = _start(ws, factory(ws.log(f"list-{label}")))
-        running.append((label, server, {"server": label, "idle_rss_bytes": idle_rss(server),
-                                        "points": []}))
+        running.append((label, server, {**_server_info(server, label, variant), "points": []},
+                        levels))
     for level, clients in enumerate(args.list_clients):
-        tries: dict[str, list[dict]] = {label: [] for label, _, _ in running}
+        here = [entry[:3] for entry in running if clients in entry[3]]
+        tries: dict[str, list[dict]] = {label: [] for label, _, _ in here}
         for round_index in range(args.list_rounds):
-            turn = (level + round_index) % len(running)
-            for label, server, _info in running[turn:] + running[:turn]:
+            turn = (level + round_index) % len(here)
+            for label, server, _info in here[turn:] + here[:turn]:
                 plan = Plan(server.address, duration=args.list_seconds,
                             warmup=0.3 if args.quick else 0.5, window=True, timeout=10.0,
                             max_ops=2_000_000)
@@ -225,9 +268,9 @@ def run_list_phase(ws: Workspace, args, out: dict) -> None:
                 tries[label].append(figures)
                 _say(f"  round {round_index + 1}: " + _describe(
                     {"server": label, "op": "LIST", **figures}))
-        for label, _server, info in running:
-            info["points"].append({"server": label, "op": "LIST",
-                                   **_median_round(tries[label])})
+        for label, _server, info in here:
+            info["points"].append({"server": label, "variant": info.get("variant"),
+                                   "op": "LIST", **_median_round(tries[label])})
     _finish_list_servers(running, out)
 
 
@@ -243,7 +286,7 @@ def _median_round(rounds: list[dict]) -> dict:
 
 
 def _finish_list_servers(running, out: dict) -> None:
-    for _label, server, info in running:
+    for _label, server, info, _levels in running:
         out["list"].extend(info["points"])
         _finish(server, info)
         out["servers"].append(info)
@@ -324,51 +367,54 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int) -> dict:
 
 
 def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
-    for mode in args.modes:
-        label = f"{mode}({TRANSFER_POOL})"
-        server = _start(ws, RealServer(mode, TRANSFER_POOL, storage,
-                                       ws.log(f"transfer-{mode}")))
-        idle = idle_rss(server)
-        info = {"server": label, "idle_rss_bytes": idle, "points": []}
-        for op in ("GET", "UPLOAD"):
-            for size_label in SIZES:
-                for clients in (1, 5):
-                    specs = _transfer_specs(op, size_label, clients)
-                    if clients == 1 and size_label == "100MB":
-                        figures = transfer_rounds(server, specs[0], args.transfer_rounds)
-                    else:
-                        figures = between_loopbacks(server, specs,
-                                                    _transfer_plan(server, args))
-                    record = {"server": label, "mode": mode, "op": op,
-                              "size_label": size_label, "size_bytes": SIZES[size_label],
-                              **figures}
-                    record["rss_increase_bytes"] = record["rss_peak_bytes"] - idle
-                    info["points"].append(record)
-                    out["transfers"].append(record)
-                    _say("  " + _describe(record))
-                    _remove_uploads(storage)
+    for variant in args.variants:
+        if not variant.transfers:
+            continue
+        label = f"{variant.name}({TRANSFER_POOL})"
+        server = _start(ws, _real_server(variant, TRANSFER_POOL, storage,
+                                         ws.log(f"transfer-{variant.name}")))
+        info = {**_server_info(server, label, variant), "points": []}
+        idle = info["idle_rss_bytes"]
+        for op, size_label, clients in variant.transfers:
+            specs = _transfer_specs(op, size_label, clients)
+            if clients == 1 and size_label == "100MB":
+                figures = transfer_rounds(server, specs[0], args.transfer_rounds)
+            else:
+                figures = between_loopbacks(server, specs, _transfer_plan(server, args))
+            record = {"server": label, "variant": variant.name, "mode": variant.mode,
+                      "op": op, "size_label": size_label, "size_bytes": SIZES[size_label],
+                      **figures}
+            record["rss_increase_bytes"] = record["rss_peak_bytes"] - idle
+            info["points"].append(record)
+            out["transfers"].append(record)
+            _say("  " + _describe(record))
+            _remove_uploads(storage)
         _finish(server, info)
         out["servers"].append(info)
 
 
 def run_memory_phase(ws: Workspace, args, out: dict, storage: str) -> None:
     """5 concurrent 100 MB GETs + 5 concurrent 100 MB UPLOADs on a fresh server."""
-    for mode in args.modes:
-        label = f"{mode}({TRANSFER_POOL})"
-        server = _start(ws, RealServer(mode, TRANSFER_POOL, storage, ws.log(f"memory-{mode}")))
+    for variant in args.variants:
+        if not variant.memory:
+            continue
+        label = f"{variant.name}({TRANSFER_POOL})"
+        server = _start(ws, _real_server(variant, TRANSFER_POOL, storage,
+                                         ws.log(f"memory-{variant.name}")))
         time.sleep(0.3)
-        idle = idle_rss(server, 1.0)
+        info = _server_info(server, label + " memory", variant, idle_seconds=1.0)
+        idle = info["idle_rss_bytes"]
         specs = _transfer_specs("GET", "100MB", 5) + _transfer_specs("UPLOAD", "100MB", 5)
         figures = measure(server, specs, _transfer_plan(server, args))
         _remove_uploads(storage)
-        record = {"server": label, "mode": mode, "op": "GET+UPLOAD", "size_label": "100MB",
+        record = {"server": label, "variant": variant.name, "mode": variant.mode,
+                  "op": "GET+UPLOAD", "size_label": "100MB",
                   "idle_rss_bytes": idle, **figures,
                   "rss_increase_bytes": figures["rss_peak_bytes"] - idle}
         out["memory"].append(record)
-        _say(f"  {label:<16} 5 GET + 5 UPLOAD of 100MB: idle {idle / 2**20:.1f} MiB, "
+        _say(f"  {label:<18} 5 GET + 5 UPLOAD of 100MB: idle {idle / 2**20:.1f} MiB, "
              f"peak {record['rss_peak_bytes'] / 2**20:.1f} MiB, "
              f"+{record['rss_increase_bytes'] / 2**20:.1f} MiB, err {record['errors']}")
-        info = {"server": label + " memory", "idle_rss_bytes": idle}
         _finish(server, info)
         out["servers"].append(info)
 
@@ -414,6 +460,9 @@ def _meta(args) -> dict:
             "base64_engine": bounds.streaming.BASE64_ENGINE.name,
             "list_pool": LIST_POOL, "transfer_pool": TRANSFER_POOL,
             "list_files": LIST_FILES, "modes": args.modes,
+            "variants": [variant.record() for variant in args.variants],
+            "free_threaded": {"python": args.ft.python, "version": args.ft.version,
+                              "skipped": args.ft.skipped},
             "list_clients": args.list_clients, "list_clients_max": max(args.list_clients),
             "client": "one process per client, one connection per request",
             "server_logging": "default level (INFO), stdout/stderr to a file"}
@@ -421,6 +470,13 @@ def _meta(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        plan_run(args)
+    except PlanError as error:
+        print(f"python -m bench: error: {error}", file=sys.stderr)
+        return 2
+    _say(args.ft.skipped or f"free-threaded points: {args.ft.python} "
+                            f"(Python {args.ft.version})")
     out_path = args.out or os.path.join(
         REPO_ROOT, "bench", "results", time.strftime("bench-%Y%m%d-%H%M%S.json"))
     started = time.monotonic()

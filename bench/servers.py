@@ -22,10 +22,16 @@ __all__ = ["ChildServer", "RealServer", "AsyncioServer", "ThreadPoolServer", "Rs
 
 
 class RealServer(ServerProcess):
-    """``python -m server`` at its default log level (INFO), output to a file."""
+    """``python -m server`` at its default log level (INFO), output to a file; on
+    ``python`` (the lab's own by default), behind ``wrapper`` (see ``ServerProcess``)."""
 
-    def __init__(self, mode: str, pool: int, storage: str, log_path: str):
-        super().__init__(storage, mode, pool, log_path=log_path, stats_interval=0)
+    def __init__(self, mode: str, pool: int, storage: str, log_path: str, *,
+                 python: str = sys.executable, wrapper: list[str] | tuple[str, ...] = (),
+                 label: str | None = None):
+        super().__init__(storage, mode, pool, log_path=log_path, python=python,
+                         wrapper=wrapper, stats_interval=0)
+        if label:
+            self.label = label
 
 
 class AsyncioServer(ChildServer):

@@ -15,10 +15,15 @@ peer:
 * a connection whose next request has not fully arrived (idle, or a
   request line still trickling in) is handed back at once, so idle and
   slowloris clients hold no worker;
-* in the middle of an UPLOAD body or a GET reply, a peer that stalls for
-  more than ``PARK_AFTER_SECONDS`` gets the same treatment: the transfer is
-  parked with its state (decoder, temporary file, open file and encoder)
-  and resumed by a worker when the peer is ready again.
+* in the middle of an UPLOAD body or a reply (every reply is queued and
+  sent from ``_advance``), a peer that has kept the worker waiting for
+  ``PARK_AFTER_SECONDS`` in all during one ``advance()`` (a turn) gets the
+  same treatment: the transfer is parked with its state (decoder,
+  temporary file, open file and encoder) and resumed when the peer is
+  ready again;
+* pipelined requests are served one after another, but no new one starts
+  after ``TURN_SECONDS`` of a turn: ``advance()`` returns ``READY`` and
+  the worker gives its other connections their turn first.
 
 Deadlines (``deadline()``, enforced by ``expire()``): a connection silent
 for ``timeout`` seconds is closed; a request line must arrive within
@@ -51,7 +56,7 @@ from .config import ServerConfig
 from .logbuffer import AccessLog
 from .storage import Storage, StorageError
 
-__all__ = ["ConnectionHandler", "Connection", "WAIT_READ", "WAIT_WRITE", "CLOSED"]
+__all__ = ["ConnectionHandler", "Connection", "WAIT_READ", "WAIT_WRITE", "READY", "CLOSED"]
 
 log = logging.getLogger("server.connection")
 access_log = AccessLog(log)
@@ -59,6 +64,7 @@ access_log = AccessLog(log)
 WAIT_READ = select.EPOLLIN
 WAIT_WRITE = select.EPOLLOUT
 CLOSED = 0
+READY = -1          # more to do at once: the worker's turn with this connection is over
 
 
 class _Closed(Exception):
@@ -73,7 +79,11 @@ class _Parked(Exception):
 
 
 class ConnectionHandler:
-    PARK_AFTER_SECONDS = 0.2            # a peer stalled longer than this gives its worker back
+    # A worker's turn with one connection: it waits for the peer at most
+    # PARK_AFTER_SECONDS in all, and starts no new pipelined request after
+    # TURN_SECONDS; then the connection is parked and the worker moves on.
+    PARK_AFTER_SECONDS = 0.2
+    TURN_SECONDS = 0.2
     LINGER_SECONDS = 2.0                # after a fatal error, drain so the reply is not reset
     LINGER_BYTES = 1024 * 1024          # ... but not much: a refused body is not read on and on
 
@@ -107,6 +117,9 @@ class ConnectionHandler:
         poller.register(sock, select.POLLIN)
         wait = connection.advance()
         while wait != CLOSED:
+            if wait == READY:
+                wait = connection.advance()
+                continue
             poller.modify(sock, wait)
             seconds = max(min(connection.deadline(), time.monotonic() + 1.0)
                           - time.monotonic(), 0)
@@ -143,11 +156,13 @@ class Connection:
         self.bytes_in = 0
         self.bytes_out = 0
         self.closed = False
+        self._turn_started = self._waited = 0.0
+        self._turn_requests = 0
+        self._pushed_back = None     # a request decoded but left for the next turn
         # held while the socket is closed, by whoever may shut it down from
         # another thread (the pool's cut), so that it never meets a reused number
         self.close_lock = _NO_LOCK
         self._serving = False
-        self._send_patience = handler.timeout    # how long a small reply may wait for the peer
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -170,9 +185,13 @@ class Connection:
 
     # -- what a worker calls ----------------------------------------------------
     def advance(self) -> int:
-        """Serve what the peer allows now; returns WAIT_READ, WAIT_WRITE or CLOSED."""
+        """Serve what the peer allows now, for one turn; returns WAIT_READ,
+        WAIT_WRITE, READY (call again when the others had their turn) or CLOSED."""
         if self.closed:
             return CLOSED
+        self._turn_started = time.monotonic()
+        self._waited = 0.0
+        self._turn_requests = 0
         try:
             self._advance()
         except _Parked as parked:
@@ -212,7 +231,7 @@ class Connection:
             reason = self._deadline()[1]
             if self.in_request:
                 log.info("closing %s: %s", self.peer, reason)
-            if self.in_request and self.delivery is None:
+            if self.in_request and self.delivery is None and not self.answered:
                 self._reject_quietly(ProtocolError(reason, fatal=True))
             self.close()
 
@@ -224,7 +243,7 @@ class Connection:
             self.upload.abort()
             self.upload = None
         if self.delivery is not None:
-            self.delivery.source.close()
+            self.delivery.close()
             self.delivery = None
         with self.close_lock:
             try:
@@ -237,17 +256,22 @@ class Connection:
     def _advance(self) -> None:
         while True:
             if self.delivery is not None:
+                self._start_serving()
                 self._deliver()
                 continue
             skipping = self.decoder.state == self.decoder.SKIP_BODY
             try:
-                event = self.decoder.next_event()
+                event, self._pushed_back = self._pushed_back or self.decoder.next_event(), None
             except ProtocolError as exc:
                 if not (skipping and exc.fatal and self.answered):
                     self.reject(exc)      # else: an upload refused already broke a limit too
                 else:
                     log.info("protocol error from %s: %s", self.peer, exc.message)
                 if exc.fatal:
+                    try:
+                        self._flush_before_closing(patience=self.handler.LINGER_SECONDS)
+                    except _Closed:
+                        pass
                     self.linger()
                     raise _Closed() from None
                 if not self.in_transfer:
@@ -256,10 +280,18 @@ class Connection:
             if event is NEED_DATA:
                 if self.decoder.state == self.decoder.CLOSED:
                     raise _Closed()
+                if self.answered and not self.in_transfer:
+                    self._request_finished()  # a refused upload's body was skipped to its end
                 self._receive()
                 continue
             if self.answered and isinstance(event, (Command, UploadStart)):
                 self._request_finished()  # a refused upload's body was skipped to its end
+            if isinstance(event, (Command, UploadStart)):
+                if (self._turn_requests and
+                        time.monotonic() - self._turn_started >= self.handler.TURN_SECONDS):
+                    self._pushed_back = event     # pipelined: the others first
+                    raise _Parked(READY)
+                self._turn_requests += 1
             self._start_serving()
             self._dispatch(event)
             if not self.in_transfer:
@@ -287,6 +319,8 @@ class Connection:
                 raise _Closed() from None
         self.last_activity = time.monotonic()
         self.count_in(count)
+        if self.in_transfer:
+            self.request_bytes += count
         if not count and not decoder.in_request:
             raise _Closed()              # a clean close between requests
         if self.request_started is None:
@@ -298,9 +332,15 @@ class Connection:
             raise _Parked(wait)
         if time.monotonic() >= self._too_slow_at():
             raise _Parked(wait)          # expire() answers it
+        patience = self.handler.PARK_AFTER_SECONDS - self._waited
+        if patience <= 0:
+            raise _Parked(wait)          # this turn has waited long enough for the peer
         poller = select.poll()
         poller.register(self.sock, wait)
-        if not poller.poll(self.handler.PARK_AFTER_SECONDS * 1000):
+        started = time.monotonic()
+        ready = poller.poll(patience * 1000)
+        self._waited += time.monotonic() - started
+        if not ready:
             raise _Parked(wait)
 
     def _too_slow_at(self) -> float:
@@ -370,9 +410,10 @@ class Connection:
                 self._send_some(delivery)
                 continue
             if delivery.finished:
-                delivery.source.close()
+                delivery.close()
                 self.delivery = None
-                self._request_finished()
+                if not self.in_transfer:     # not a refused upload's body still arriving
+                    self._request_finished()
                 return
             try:
                 chunk_buffer = self.handler.chunk_buffer()
@@ -414,7 +455,6 @@ class Connection:
             self.reply("UPLOAD", error_reply(_storage_message(exc, name)), ok=False)
 
     def write_upload(self, data: bytes) -> None:
-        self.request_bytes += len(data)
         if self.upload is None:
             return
         try:
@@ -435,6 +475,9 @@ class Connection:
             upload.abort()
             self.reply("UPLOAD", error_reply(_storage_message(exc, upload.name)), ok=False)
             return
+        except BaseException:
+            upload.abort()
+            raise
         self.reply("UPLOAD", ok_reply(f"file {upload.name} uploaded ({upload.size} bytes)"))
 
     # -- replies ------------------------------------------------------------------
@@ -445,24 +488,31 @@ class Connection:
             self.upload.abort()
             self.upload = None
         self._start_serving()
-        try:
-            self.reply(command, error_reply(error.message), ok=False)
-        except _Closed:
-            if not error.fatal:
-                raise
+        self.reply(command, error_reply(error.message), ok=False)
 
     def _reject_quietly(self, error: ProtocolError) -> None:
         """An ERROR reply on the way out, if the socket takes it now."""
-        self._send_patience = 0.0
         try:
             self.reject(error)
+            self._flush_before_closing(patience=0.0)
         except (_Closed, _Parked):
             pass
         self._stop_serving()
 
     def reply(self, command: str, payload: bytes, ok: bool = True) -> None:
+        """Count the request and queue its reply; ``_advance`` sends it (and
+        parks the connection if the peer does not take it)."""
         self.finish_request(command, ok)
-        self.send(payload)
+        self.delivery = _Delivery(payload=payload)
+
+    def _flush_before_closing(self, patience: float) -> None:
+        """The queued reply, sent now (waiting up to ``patience`` s for the peer):
+        the connection is about to end."""
+        delivery, self.delivery = self.delivery, None
+        if delivery is None:
+            return
+        delivery.close()
+        self.send(delivery.unsent, patience)
 
     def finish_request(self, command: str, ok: bool) -> None:
         """Count the request; called before its last bytes go out, so a client
@@ -471,11 +521,10 @@ class Connection:
         self.requests += 1
         self.slot.request_done(command, ok)
 
-    def send(self, data: bytes) -> None:
-        """A whole small reply.  Replies other than GET's are at most a few KB
-        (LIST: the names), so this waits for the peer instead of parking."""
+    def send(self, data, patience: float) -> None:
+        """All of ``data`` now, waiting up to ``patience`` s in all for the peer."""
         view = memoryview(data)
-        deadline = time.monotonic() + self._send_patience
+        deadline = time.monotonic() + patience
         while view:
             try:
                 sent = self.sock.send(view)
@@ -532,16 +581,21 @@ _NO_LOCK = contextlib.nullcontext()
 
 
 class _Delivery:
-    """A GET reply under way: the open file, its encoder and the bytes not yet sent."""
+    """A reply under way and the bytes of it not yet sent: a whole small reply
+    (``payload``), or a GET's, read from its open file and encoded as it goes."""
 
     __slots__ = ("name", "source", "reply", "unsent", "finished")
 
-    def __init__(self, name: str, source):
+    def __init__(self, name: str | None = None, source=None, payload: bytes = b""):
         self.name = name
         self.source = source
-        self.reply = wire.get_reply_stream(name)
-        self.unsent = memoryview(b"")
-        self.finished = False
+        self.reply = wire.get_reply_stream(name) if source is not None else None
+        self.unsent = memoryview(payload)
+        self.finished = source is None
+
+    def close(self) -> None:
+        if self.source is not None:
+            self.source.close()
 
     def queue(self, batch: bytes) -> None:
         if batch:

@@ -30,7 +30,7 @@ import threading
 import time
 from typing import Callable
 
-from .handler import CLOSED, Connection, ConnectionHandler
+from .handler import CLOSED, READY, Connection, ConnectionHandler
 
 __all__ = ["WorkerLoop", "TICK_SECONDS"]
 
@@ -56,6 +56,8 @@ class WorkerLoop:
         self.connections: dict[int, Connection] = {}
         self._waiting_for: dict[int, int] = {}
         self._lock = threading.Lock()        # connections is read by the pool's cut()
+        self._cut = False
+        self._ready: list[Connection] = []   # their turn ended with more to do at once
         self._accepting = False
         self._accept_paused_until = 0.0
         self._last_accept_error_log = float("-inf")
@@ -65,22 +67,29 @@ class WorkerLoop:
     # -- the loop -------------------------------------------------------------------
     def run(self) -> None:
         self._epoll = select.epoll()
+        self._accepting = False              # a new epoll set holds nothing yet
+        self._waiting_for.clear()
         try:
             self._set_accepting(True)
             next_tick = time.monotonic() + TICK_SECONDS
             while True:
-                stopping = self.should_stop() or self._listener_gone
-                if stopping:
+                if self.should_stop():
                     self._wind_down()
-                    if not self.connections:
-                        return
-                for fd, _events in self._epoll.poll(TICK_SECONDS):
+                if (self.should_stop() or self._listener_gone) and not self.connections:
+                    return
+                if not self._accepting:
+                    self._set_accepting(True)        # after a pause, or room again
+                ready, self._ready = self._ready, []
+                for fd, _events in self._epoll.poll(0 if ready else self._poll_seconds()):
                     if fd == self._listener_fd:
                         self._accept()
                     else:
                         connection = self.connections.get(fd)
-                        if connection is not None:
+                        if connection is not None and connection not in ready:
                             self._advance(connection)
+                for connection in ready:
+                    if not connection.closed:
+                        self._advance(connection)
                 now = time.monotonic()
                 if now >= next_tick:
                     self._tick(now)
@@ -89,12 +98,16 @@ class WorkerLoop:
             self.close_all()
             self._epoll.close()
 
+    def _poll_seconds(self) -> float:
+        pause_left = self._accept_paused_until - time.monotonic()
+        if not self._accepting and pause_left > 0:
+            return min(TICK_SECONDS, pause_left)     # accept again as soon as it ends
+        return TICK_SECONDS
+
     def _tick(self, now: float) -> None:
         for connection in [c for c in self.connections.values() if c.deadline() <= now]:
             connection.expire()
             self._forget(connection)
-        if not self._accepting and now >= self._accept_paused_until:
-            self._set_accepting(True)
 
     # -- accepting ------------------------------------------------------------------
     @property
@@ -126,10 +139,16 @@ class WorkerLoop:
             self._accept_failed(exc)
             return
         self.slot.connection_opened()
-        connection = self.handler.open(sock, address, self.slot)
+        try:
+            connection = self.handler.open(sock, address, self.slot)
+        except BaseException:
+            sock.close()
+            raise
         connection.close_lock = self._lock
         with self._lock:
             self.connections[connection.fd] = connection
+            if self._cut:                   # the pool cut while this one was accepted
+                sock.shutdown(socket.SHUT_RDWR)
         self._advance(connection)
         if len(self.connections) >= self.max_connections:
             self._set_accepting(False)
@@ -165,11 +184,21 @@ class WorkerLoop:
         if wait == CLOSED:
             self._forget(connection)
             return
+        if wait == READY:
+            self._ready.append(connection)
+            return
         registered = self._waiting_for.get(fd)
-        if registered is None:
-            self._epoll.register(fd, wait)
-        elif registered != wait:
-            self._epoll.modify(fd, wait)
+        try:
+            if registered is None:
+                self._epoll.register(fd, wait)
+            elif registered != wait:
+                self._epoll.modify(fd, wait)
+        except OSError as exc:              # e.g. ENOSPC: this connection only
+            log.error("cannot wait for %s: %s; closing it", connection.peer,
+                      exc.strerror or exc)
+            connection.close()
+            self._forget(connection)
+            return
         self._waiting_for[fd] = wait
         self.slot.holding(len(self.connections))
 
@@ -201,6 +230,7 @@ class WorkerLoop:
         in the middle of a request.  Shutting the sockets down wakes the worker."""
         cut = 0
         with self._lock:            # no socket is closed meanwhile (Connection.close_lock)
+            self._cut = True
             for connection in self.connections.values():
                 if connection.closed:
                     continue

@@ -265,3 +265,88 @@ def test_out_of_file_descriptors_requests_are_answered(mode, tmp_path):
         for sock in idle:
             sock.close()
         assert server.stop() == 0, server.log()
+
+
+def list_time(port: int) -> float:
+    started = time.monotonic()
+    assert command(port, "LIST")["status"] == "OK"
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_trickling_upload_does_not_keep_its_worker(mode, tmp_path):
+    """Bytes every 0.1 s: never silent long enough to be parked for silence, so
+    each turn of the worker ends after 0.2 s of waiting in all."""
+    server = ServerProcess(tmp_path / "files", mode=mode, pool=1)
+    stop = threading.Event()
+    try:
+        with connect(server.port) as slow:
+            slow.sendall(b"UPLOAD t.bin ")
+
+            def trickle():
+                while not stop.wait(0.1):
+                    slow.sendall(b"QUJD" * 100)
+            thread = threading.Thread(target=trickle)
+            thread.start()
+            time.sleep(0.5)
+            timings = [list_time(server.port) for _ in range(5)]
+            stop.set()
+            thread.join(5)
+        assert max(timings) < 1.0, timings
+    finally:
+        stop.set()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_pipelined_requests_whose_replies_are_not_read_do_not_keep_the_worker(mode, tmp_path):
+    storage = tmp_path / "files"
+    storage.mkdir()
+    for i in range(300):
+        (storage / f"file-with-a-long-name-{i:04}.txt").write_bytes(b"x")
+    server = ServerProcess(storage, mode=mode, pool=1)
+    try:
+        with connect(server.port) as greedy:
+            greedy.sendall(b"LIST\r\n\r\n" * 2000)       # and never reads a reply
+            time.sleep(0.5)
+            timings = [list_time(server.port) for _ in range(5)]
+        assert max(timings) < 1.0, timings
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_after_a_refused_upload_the_connection_waits_like_any_other(mode, tmp_path):
+    server = ServerProcess(tmp_path / "files", mode=mode, pool=1, request_timeout=1)
+    try:
+        with connect(server.port) as sock:
+            body = wire.encode_request("UPLOAD", "t", b"x" * 300_000).replace(b"UPLOAD t",
+                                                                            b"UPLOAD .hidden")
+            sock.sendall(body)
+            assert read_reply(sock)["status"] == "ERROR"
+            time.sleep(1.6)                  # past FS_REQUEST_TIMEOUT: only silence counts now
+            sock.sendall(b"LIST\r\n\r\n")
+            assert read_reply(sock) == {"status": "OK", "data": []}
+        stats = server.stats()["totals"]
+        assert stats["requests"] == 2 and stats["errors"] == 1
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_fast_refused_upload_is_not_cut_as_too_slow(mode, tmp_path):
+    """The skipped body counts toward the transfer's rate like any other."""
+    server = ServerProcess(tmp_path / "files", mode=mode, pool=1, request_timeout=1,
+                           min_rate=100_000)
+    try:
+        with connect(server.port) as sock:
+            sock.sendall(b"UPLOAD .hidden ")
+            assert read_reply(sock)["status"] == "ERROR"
+            for _ in range(30):              # 3 s at about 400 KB/s
+                sock.sendall(b"QUJD" * 10_000)
+                time.sleep(0.1)
+            sock.sendall(wire.TERMINATOR + b"LIST\r\n\r\n")
+            assert read_reply(sock) == {"status": "OK", "data": []}
+        assert server.stats()["totals"]["requests"] == 2
+    finally:
+        assert server.stop() == 0, server.log()
