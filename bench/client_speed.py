@@ -23,22 +23,11 @@ import sys
 import tempfile
 import time
 
-import psutil
-
 from server.launcher import ServerProcess
 
+from .servers import cpu_seconds
+
 MB = 1_000_000
-
-
-def _server_cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def _import_client(directory: str | None):
@@ -60,12 +49,12 @@ class Sink:
 
 def measure(transfer, size: int, server: ServerProcess) -> dict:
     pids = server.pids()
-    server_before, client_before = _server_cpu(pids), time.process_time()
+    server_before, client_before = cpu_seconds(pids), time.process_time()
     started = time.perf_counter()
     transfer()
     wall = time.perf_counter() - started
     client_cpu = time.process_time() - client_before
-    server_cpu = _server_cpu(pids) - server_before
+    server_cpu = cpu_seconds(pids) - server_before
     return {"mb_per_s": size / wall / MB,
             "client_mb_per_cpu_s": size / client_cpu / MB if client_cpu else None,
             "server_mb_per_cpu_s": size / server_cpu / MB if server_cpu else None}

@@ -159,3 +159,12 @@ def server_factory(tmp_path):
     yield factory
     for server in started:
         stop_server(server)
+
+
+@pytest.fixture
+def no_venv_ft(tmp_path, monkeypatch):
+    """No free-threaded interpreter where ``make venv-ft`` puts it; returns that path."""
+    from scenarios.backends import local
+    missing = tmp_path / ".venv-ft" / "bin" / "python"
+    monkeypatch.setattr(local, "FREETHREADED_PYTHON", missing)
+    return missing

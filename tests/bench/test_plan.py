@@ -28,13 +28,6 @@ def fake_python(path: Path, info: dict) -> Path:
     return path
 
 
-@pytest.fixture
-def no_venv_ft(tmp_path, monkeypatch):
-    missing = tmp_path / ".venv-ft" / "bin" / "python"
-    monkeypatch.setattr(local, "FREETHREADED_PYTHON", missing)
-    return missing
-
-
 # -- options and plan (no process) ---------------------------------------------------------
 
 @pytest.mark.unit

@@ -39,13 +39,6 @@ FREE = {"implementation": "CPython", "version": "3.13.5", "free_threaded": True,
 GIL = dict(FREE, version="3.12.7", free_threaded=False, gil_enabled=True)
 
 
-@pytest.fixture
-def no_venv_ft(tmp_path, monkeypatch):
-    missing = tmp_path / ".venv-ft" / "bin" / "python"
-    monkeypatch.setattr(local, "FREETHREADED_PYTHON", missing)
-    return missing
-
-
 # -- resolving the key (no process) ------------------------------------------------------
 
 @pytest.mark.unit
