@@ -9,7 +9,12 @@
   ``sendall``/``recv_into`` over 127.0.0.1.  ``loopback_now`` is a shorter
   one, taken right before and after each transfer measurement: this
   machine's speed drifts, so a transfer is compared with the loopback
-  throughput of the same moment.
+  throughput of the same moment;
+* file write: 100 MB written into a new file in the storage folder the way an
+  upload writes it (unbuffered ``os.write`` of decoded pieces, no fsync),
+  then removed.  An UPLOAD cannot be faster than this; on this machine's
+  ext4 the copy into fresh page-cache pages costs more CPU than receiving
+  and decoding, so it is measured next to each UPLOAD like loopback TCP.
 """
 
 from __future__ import annotations
@@ -22,9 +27,12 @@ import time
 
 from wire import streaming
 
-__all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed"]
+__all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed", "file_write_speed"]
 
 MIB = 1 << 20
+MB = 1_000_000
+# what Upload.write is handed: the decoded content of one receive
+UPLOAD_WRITE_BYTES = streaming.RECV_BYTES * 3 // 4
 
 
 def _speeds(function, size: int, repeats: int) -> list[float]:
@@ -110,3 +118,29 @@ def loopback_tcp_speed(total: int = 1 << 30, piece: int = MIB, timeout: float = 
                 sender.join(5)
     return {"bytes": received, "complete": received == total,
             "mb_per_s": round(received / seconds / 1e6, 1) if seconds else None}
+
+
+def file_write_speed(folder: str, total: int = 100 * MB,
+                     piece: int = UPLOAD_WRITE_BYTES) -> float | None:
+    """MB/s of writing ``total`` bytes into a new file in ``folder`` as an upload
+    does, from open to close; the file is removed.  None if it cannot be written."""
+    payload = memoryview(os.urandom(piece))
+    path = os.path.join(folder, f".bench-file-write-{os.getpid()}")
+    try:
+        started = time.perf_counter()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            written = 0
+            while written < total:
+                written += os.write(fd, payload[:min(piece, total - written)])
+        finally:
+            os.close(fd)
+        seconds = time.perf_counter() - started
+    except OSError:
+        return None
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    return round(written / seconds / 1e6, 1) if seconds else None

@@ -1,22 +1,22 @@
-"""The readable table and the targets."""
+"""The readable table and the targets; ``python -m bench.report --chart FILE.json``
+draws a result's LIST chart again (``bench.chart``)."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
+import sys
 
 from .plan import FT, FT_GIL
+from .targets import (FT_OVER_GIL_TARGET, FT_OVER_PROCESS_TARGET, LIST_RATIO_TARGETS,
+                      MEMORY_TARGET_BYTES, TRANSFER_RATIO_TARGETS)
 
-__all__ = ["evaluate_targets", "render"]
+__all__ = ["evaluate_targets", "render", "main"]
 
 BASELINE = "asyncio-protocol"
-LIST_RATIO_TARGETS = {"thread": 0.6, "process": 0.9}       # LIST@50 over asyncio's
-# a 100 MB transfer at 1 client over loopback TCP bulk throughput of the same moment
-TRANSFER_RATIO_TARGETS = {"GET": 0.25, "UPLOAD": 0.20}
-MEMORY_TARGET_BYTES = 64 * 2 ** 20
-# free-threaded thread mode, LIST at the top level: over the same binary with
-# PYTHON_GIL=1, and over the process mode of the lab's own interpreter
-FT_OVER_GIL_TARGET = 1.5
-FT_OVER_PROCESS_TARGET = 1.0
+# each mode's bare course-style pool of the same size (bench/threadpool_list.py,
+# bench/prefork_list.py): what that model costs with none of the server's own work
+BARE_REFERENCES = {"thread": "threadpool", "process": "prefork"}
 MIB = 2 ** 20
 
 
@@ -89,6 +89,18 @@ def _free_threaded_targets(out: dict, top: int) -> list[dict]:
     return targets
 
 
+def _file_write_detail(point: dict) -> str:
+    """An UPLOAD's speed against the file write into its storage folder, measured
+    around the same rounds: the bound no upload can pass."""
+    if point.get("file_write_ratio") is None:
+        return ""
+    writes = [v for v in (point.get("file_write_before_mb_per_s"),
+                          point.get("file_write_after_mb_per_s")) if v]
+    return (f"; {point['file_write_ratio']:.2f} of the file write into the storage folder "
+            f"({statistics.mean(writes):.0f} MB/s next to it; rounds "
+            f"{_spread(point.get('rounds_file_write_ratio'), '.2f')})")
+
+
 def _spread(values, spec: str) -> str:
     values = [v for v in values or [] if v is not None]
     return f"{min(values):{spec}}-{max(values):{spec}}" if len(values) > 1 else "-"
@@ -104,10 +116,15 @@ def evaluate_targets(out: dict) -> list[dict]:
         target = LIST_RATIO_TARGETS.get(mode)
         if base and point and base["ops_per_s"] and target is not None:
             ratio = point["ops_per_s"] / base["ops_per_s"]
+            detail = f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s"
+            bare = _list_point(out, f"{BARE_REFERENCES.get(mode)}({out['meta']['list_pool']})",
+                               top)
+            if bare and bare["ops_per_s"]:
+                detail += (f"; a bare {bare['server']} in the same run: "
+                           f"{bare['ops_per_s'] / base['ops_per_s']:.2f} of asyncio")
             targets.append({
                 "name": f"LIST@{top} {mode} >= {target:.0%} of asyncio",
-                "value": round(ratio, 3), "target": target,
-                "detail": f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s",
+                "value": round(ratio, 3), "target": target, "detail": detail,
                 "pass": ratio >= target})
     targets += _free_threaded_targets(out, top)
     for mode in names:
@@ -120,7 +137,8 @@ def evaluate_targets(out: dict) -> list[dict]:
                     "value": ratio, "target": target,
                     "detail": f"median of {point.get('rounds', 1)} rounds: "
                               f"{point['mb_per_s']:.0f} MB/s; rounds' ratios "
-                              f"{_spread(point.get('rounds_loopback_ratio'), '.3f')}",
+                              f"{_spread(point.get('rounds_loopback_ratio'), '.3f')}"
+                              + _file_write_detail(point),
                     "pass": ratio >= target and point["errors"] == 0})
     for mode in names:
         for op in TRANSFER_RATIO_TARGETS:
@@ -175,6 +193,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 def render(out: dict) -> str:
     meta, b64, tcp = out["meta"], out["bounds"]["base64"], out["bounds"]["loopback_tcp"]
+    writes = out["bounds"].get("file_write")       # older files have none
     engine = b64.get("engine", "binascii")
     pieces = f"{b64['piece_bytes'] // 1024} KiB pieces" if b64.get("piece_bytes") else "one piece"
     nearby = [v for r in out["transfers"] for v in (r.get("loopback_before_mb_per_s"),
@@ -202,6 +221,10 @@ def render(out: dict) -> str:
             ["loopback TCP, 512 MiB, next to each transfer (median)",
              _fmt(statistics.median(nearby) if nearby else None, ".1f"),
              _fmt(max(nearby) if nearby else None, ".1f")],
+            *([[f"file write, 100 MB into the storage folder ({writes.get('folder_fs')}), "
+                f"{writes['piece_bytes'] // 1024} KiB writes, no fsync",
+                _fmt(writes["mb_per_s"], ".1f"), _fmt(writes["best_mb_per_s"], ".1f")]]
+              if writes else []),
         ]),
         "  strict decode repetitions: " + "; ".join(
             f"{when} {run['base64']['decode_strict']}"
@@ -240,6 +263,7 @@ def render(out: dict) -> str:
                      _fmt(r["mb_per_s"], ".1f"), _spread(r.get("rounds_mb_per_s"), ".0f"),
                      _fmt(r.get("loopback_ratio"), ".3f"),
                      _spread(r.get("rounds_loopback_ratio"), ".3f"),
+                     _fmt(r.get("file_write_ratio"), ".2f"),
                      _fmt(_s(r["p50_ms"]), ".3f"), str(r["errors"]),
                      _fmt(r["server_cpu_pct"], ".0f"),
                      _fmt(_s(_ms(r.get("server_cpu_us_per_op"))), ".3f"),
@@ -247,11 +271,13 @@ def render(out: dict) -> str:
                      _fmt(r.get("other_cpu_pct"), ".0f") + _mark(r),
                      _fmt(r["rss_increase_bytes"] / MIB, "+.1f")])
     parts.append(_table(["server", "op", "size", "clients", "n", "MB/s", "rounds",
-                         "vs loopback", "rounds", "p50 s", "err", "srv CPU%", "srv CPU s/req",
-                         "cli CPU%", "other%", "RSS+ MiB"], rows))
+                         "vs loopback", "rounds", "vs write", "p50 s", "err", "srv CPU%",
+                         "srv CPU s/req", "cli CPU%", "other%", "RSS+ MiB"], rows))
     parts.append("  vs loopback: MB/s over the mean loopback TCP throughput right before and "
                  "after; 100 MB at 1 client is the median of single-transfer rounds (rounds: "
-                 "their spread); srv CPU s/req: server CPU seconds per transfer")
+                 "their spread); vs write: an UPLOAD's MB/s over the file write into the "
+                 "storage folder right before and after it; srv CPU s/req: server CPU seconds "
+                 "per transfer")
     parts += ["", "Memory: peak RSS of all server processes (sampled every 50 ms) during "
                   "5 concurrent 100 MB GETs + 5 concurrent 100 MB UPLOADs, fresh server"]
     rows = [[r["server"], f"{r['idle_rss_bytes'] / MIB:.1f}", f"{r['rss_peak_bytes'] / MIB:.1f}",
@@ -305,3 +331,30 @@ def _s(ms):
 
 def _ms(us):
     return None if us is None else us / 1000.0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.report",
+        description="Draw the LIST chart of a bench result again (python -m bench draws it "
+                    "after each run).")
+    parser.add_argument("--chart", metavar="JSON", required=True,
+                        help="a result of python -m bench (bench/results/bench-*.json)")
+    parser.add_argument("--out", metavar="PNG",
+                        help="where to write it (default: next to the JSON, <name>-list.png)")
+    args = parser.parse_args(argv)
+    if args.out is not None and not args.out.lower().endswith(".png"):
+        parser.error(f"--out {args.out}: the chart is a PNG file (name it *.png)")
+    from .chart import ChartError, ChartUnavailable, chart_path, load_result, write_list_chart
+    try:
+        path = write_list_chart(load_result(args.chart), args.out or chart_path(args.chart),
+                                source=args.chart)
+    except (ChartError, ChartUnavailable) as error:
+        print(f"python -m bench.report: error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -16,12 +16,13 @@ import time
 from server.config import MODES
 
 from . import bounds
+from .chart import draw_after_run
 from .load import ClientSpec, Plan, run_point, wait_for_quiet
 from .plan import SIZES, PlanError, Variant, free_threaded_python, variants
 from .proto import make_files
 from .report import evaluate_targets, render
-from .servers import (REPO_ROOT, AsyncioServer, ChildServer, RealServer, ThreadPoolServer,
-                      idle_rss, log_summary)
+from .servers import (REPO_ROOT, AsyncioServer, ChildServer, PreforkServer, RealServer,
+                      ThreadPoolServer, idle_rss, log_summary)
 
 LIST_FILES = 20                     # small files in the LIST storage folder
 LIST_POOL = 50
@@ -139,6 +140,10 @@ def _describe(record: dict) -> str:
             parts.append(f"{record['loopback_ratio']:.3f} of loopback "
                          f"({record['loopback_before_mb_per_s']}/"
                          f"{record['loopback_after_mb_per_s']} MB/s)")
+        if record.get("file_write_ratio") is not None:
+            parts.append(f"{record['file_write_ratio']:.2f} of the file write "
+                         f"({record['file_write_before_mb_per_s']}/"
+                         f"{record['file_write_after_mb_per_s']} MB/s)")
     parts.append(f"p50 {record['p50_ms']} ms  p99 {record['p99_ms']} ms  err {record['errors']}")
     return "  ".join(parts)
 
@@ -234,10 +239,12 @@ def run_list_phase(ws: Workspace, args, out: dict) -> None:
     if not args.quick:
         servers.append(("asyncio-streams", lambda log: AsyncioServer(storage, log, "streams"),
                         None, every))
-    if "thread" in args.modes:
-        # thread mode's reference: the same pool with none of the server's own work
-        servers.append((f"threadpool({LIST_POOL})",
-                        lambda log: ThreadPoolServer(storage, log, LIST_POOL), None, every))
+    # each mode's reference: a bare pool of the same size, with none of the server's own work
+    for mode, reference in (("thread", ThreadPoolServer), ("process", PreforkServer)):
+        if mode in args.modes:
+            servers.append((f"{reference.kind}({LIST_POOL})",
+                            lambda log, reference=reference: reference(storage, log, LIST_POOL),
+                            None, every))
     for variant in args.variants:
         # the real server takes one storage folder for itself: a copy each
         own = ws.folder(f"list-storage-{variant.name}")
@@ -336,14 +343,27 @@ def between_loopbacks(server, specs, plan) -> dict:
     return _loopback_ratio(figures, before, bounds.loopback_now())
 
 
-def transfer_rounds(server, spec: ClientSpec, rounds: int) -> dict:
+def _file_write_ratio(figures: dict, before: float | None, after: float | None) -> dict:
+    """Record the storage folder's file write speed around an UPLOAD and its ratio to it."""
+    figures["file_write_before_mb_per_s"] = before
+    figures["file_write_after_mb_per_s"] = after
+    both = [v for v in (before, after) if v]
+    figures["file_write_ratio"] = (round(figures["mb_per_s"] / statistics.mean(both), 3)
+                                   if both and figures.get("mb_per_s") else None)
+    return figures
+
+
+def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None = None) -> dict:
     """``rounds`` single transfers, each between two loopback measurements (the
     one after a round is the one before the next); the median round by its
-    loopback ratio is the point, the others give the spread."""
+    loopback ratio is the point, the others give the spread.  An UPLOAD is also
+    put between two file writes into ``storage`` (``bounds.file_write_speed``)."""
     plan = Plan(server.address, duration=0.0, window=False, min_ops=1, max_ops=1,
                 timeout=120.0)
     tries = []
+    writes = spec.op == "upload" and storage is not None
     before = bounds.loopback_now()
+    write_before = bounds.file_write_speed(storage) if writes else None
     deadline = time.monotonic() + 120.0
     for _ in range(rounds):
         if tries and time.monotonic() > deadline:
@@ -352,12 +372,16 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int) -> dict:
         after = bounds.loopback_now()
         tries.append(_loopback_ratio(figures, before, after))
         before = after
+        if writes:
+            write_after = bounds.file_write_speed(storage)
+            _file_write_ratio(figures, write_before, write_after)
+            write_before = write_after
         _say(f"    round {len(tries)}: " + _describe(
             {"server": server.label, "op": spec.op.upper(), **figures}))
     ordered = sorted(tries, key=lambda r: r["loopback_ratio"] or 0)
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["rounds"] = len(tries)
-    for key in ("mb_per_s", "loopback_ratio", "server_cpu_us_per_op"):
+    for key in ("mb_per_s", "loopback_ratio", "server_cpu_us_per_op", "file_write_ratio"):
         chosen[f"rounds_{key}"] = [r.get(key) for r in tries]
     chosen["errors"] = sum(r["errors"] for r in tries)
     chosen["ops"] = sum(r["ops"] for r in tries)
@@ -378,7 +402,7 @@ def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
         for op, size_label, clients in variant.transfers:
             specs = _transfer_specs(op, size_label, clients)
             if clients == 1 and size_label == "100MB":
-                figures = transfer_rounds(server, specs[0], args.transfer_rounds)
+                figures = transfer_rounds(server, specs[0], args.transfer_rounds, storage)
             else:
                 figures = between_loopbacks(server, specs, _transfer_plan(server, args))
             record = {"server": label, "variant": variant.name, "mode": variant.mode,
@@ -419,12 +443,14 @@ def run_memory_phase(ws: Workspace, args, out: dict, storage: str) -> None:
         out["servers"].append(info)
 
 
-def measure_bounds(out: dict, when: str, quick: bool) -> None:
-    """Measure the bounds; the reference is the median over all measurements so far."""
+def measure_bounds(out: dict, when: str, quick: bool, folder: str) -> None:
+    """Measure the bounds (the file write in ``folder``, where uploads are stored);
+    the reference is the median over all measurements so far."""
     QUIET.wait()
     runs = out["bounds"].setdefault("runs", {})
     runs[when] = {"base64": bounds.base64_speed(repeats=3 if quick else 5),
-                  "loopback_tcp": bounds.loopback_tcp_speed()}
+                  "loopback_tcp": bounds.loopback_tcp_speed(),
+                  "file_write": [bounds.file_write_speed(folder) for _ in range(3)]}
     _say(f"  {when}: {runs[when]}")
     b64 = {key: runs[when]["base64"][key] for key in ("size_bytes", "piece_bytes", "engine")}
     for key in ("encode", "decode_strict", "binascii_decode_strict"):
@@ -436,6 +462,24 @@ def measure_bounds(out: dict, when: str, quick: bool) -> None:
     out["bounds"]["base64"] = b64
     out["bounds"]["loopback_tcp"] = {"mb_per_s": round(statistics.median(tcp), 1) if tcp else None,
                                      "best_mb_per_s": max(tcp) if tcp else None}
+    writes = [v for run in runs.values() for v in run.get("file_write", []) if v]
+    out["bounds"]["file_write"] = {
+        "mb_per_s": round(statistics.median(writes), 1) if writes else None,
+        "best_mb_per_s": max(writes) if writes else None, "folder_fs": _fs_type(folder),
+        "piece_bytes": bounds.UPLOAD_WRITE_BYTES}
+
+
+def _fs_type(folder: str) -> str | None:
+    """The file system of ``folder`` (from /proc/mounts: the longest mount point above it)."""
+    try:
+        with open("/proc/mounts") as mounts:
+            entries = [line.split()[1:3] for line in mounts]
+    except OSError:
+        return None
+    real = os.path.realpath(folder)
+    above = [(point, fs) for point, fs in entries
+             if real == point or real.startswith(point.rstrip("/") + "/")]
+    return max(above, key=lambda entry: len(entry[0]))[1] if above else None
 
 
 def _meta(args) -> dict:
@@ -484,12 +528,12 @@ def main(argv=None) -> int:
     out = {"meta": _meta(args), "bounds": {}, "servers": [], "list": [], "transfers": [],
            "memory": []}
     with Workspace() as ws:
-        _say("bounds: base64 (64 MiB, one core) and loopback TCP (1 GiB)")
-        measure_bounds(out, "start", args.quick)
+        _say("bounds: base64 (64 MiB, one core), loopback TCP (1 GiB), file write (100 MB)")
+        storage = ws.folder("transfer-storage")
+        measure_bounds(out, "start", args.quick, storage)
         _say(f"LIST: {args.list_rounds} rounds of {args.list_seconds:g} s per point, "
              f"clients {args.list_clients}")
         run_list_phase(ws, args, out)
-        storage = ws.folder("transfer-storage")
         make_files(storage, {f"get-{label}.bin": size for label, size in SIZES.items()})
         _say("GET/UPLOAD: 10 MB and 100 MB at 1 and 5 clients, each between two loopback "
              "TCP measurements")
@@ -497,7 +541,7 @@ def main(argv=None) -> int:
         _say("memory: 5 concurrent 100 MB GETs + 5 concurrent 100 MB UPLOADs")
         run_memory_phase(ws, args, out, storage)
         _say("bounds again (the best of both measurements is used)")
-        measure_bounds(out, "end", args.quick)
+        measure_bounds(out, "end", args.quick, storage)
         if args.keep_logs:
             logs_dir = os.path.splitext(out_path)[0] + ".logs"
             shutil.copytree(ws.folder("logs"), logs_dir, dirs_exist_ok=True)
@@ -510,4 +554,5 @@ def main(argv=None) -> int:
     with open(out_path, "w") as handle:
         json.dump(out, handle, indent=1)
     print(f"\nwrote {out_path}")
+    draw_after_run(out, out_path)
     return 0

@@ -17,7 +17,8 @@ import psutil
 
 from server.launcher import REPO_ROOT, ChildServer, ServerProcess
 
-__all__ = ["ChildServer", "RealServer", "AsyncioServer", "ThreadPoolServer", "RssSampler",
+__all__ = ["ChildServer", "RealServer", "AsyncioServer", "ThreadPoolServer", "PreforkServer",
+           "RssSampler",
            "REPO_ROOT", "log_summary"]
 
 
@@ -65,14 +66,24 @@ class AsyncioServer(ChildServer):
 class ThreadPoolServer(AsyncioServer):
     """``python -m bench.threadpool_list``: a bare course-style ThreadPoolExecutor LIST server."""
 
+    script = "bench.threadpool_list"
+    kind = "threadpool"
+
     def __init__(self, storage: str, log_path: str, pool: int):
         super().__init__(storage, log_path)
         self.pool = pool
-        self.label = f"threadpool({pool})"
+        self.label = f"{self.kind}({pool})"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "bench.threadpool_list", "--port", str(self.port),
+        return [sys.executable, "-m", self.script, "--port", str(self.port),
                 "--storage", self.storage, "--pool", str(self.pool)]
+
+
+class PreforkServer(ThreadPoolServer):
+    """``python -m bench.prefork_list``: a bare course-style pre-forked LIST server."""
+
+    script = "bench.prefork_list"
+    kind = "prefork"
 
 
 def log_summary(log_path) -> dict:

@@ -19,7 +19,8 @@ import statistics
 
 from scenarios.results import NUMERIC_COLUMNS
 
-__all__ = ["aggregate", "answer", "no_measurable_difference", "capacity_rows", "marked_saturated"]
+__all__ = ["aggregate", "answer", "no_measurable_difference", "capacity_rows", "marked_saturated",
+           "trusted_capacity_rows", "best_per_model"]
 
 # the measured numbers; the configuration (pool, users, ...) is the same in every run
 SPREAD_COLUMNS = tuple(sorted(NUMERIC_COLUMNS - {
@@ -89,16 +90,27 @@ def answer(aggregated: list[dict]) -> list[str]:
     return lines
 
 
+def trusted_capacity_rows(rows: list[dict]) -> list[dict]:
+    """Capacity searches that count: a capacity, and a load generator not saturated."""
+    return [row for row in capacity_rows(rows)
+            if not marked_saturated(row) and row["capacity_rps"]]
+
+
+def best_per_model(rows: list[dict]) -> list[dict]:
+    """Each model's best trusted capacity search, the highest capacity first."""
+    best = {}
+    for row in trusted_capacity_rows(rows):
+        if row["mode"] not in best or row["capacity_rps"] > best[row["mode"]]["capacity_rps"]:
+            best[row["mode"]] = row
+    return sorted(best.values(), key=lambda row: row["capacity_rps"], reverse=True)
+
+
 def _capacity_answer(rows: list[dict]) -> list[str]:
-    trusted = [row for row in rows if not marked_saturated(row) and row["capacity_rps"]]
+    trusted = trusted_capacity_rows(rows)
     if not trusted:
         return ["No capacity search in this folder gave a trustworthy capacity."
                 if rows else "No capacity search in this folder."]
-    best = {}
-    for row in trusted:
-        if row["mode"] not in best or row["capacity_rps"] > best[row["mode"]]["capacity_rps"]:
-            best[row["mode"]] = row
-    ranked = sorted(best.values(), key=lambda row: row["capacity_rps"], reverse=True)
+    ranked = best_per_model(trusted)
     lines = []
     for row in ranked:
         lines.append(f"{row['mode']} pool: capacity {_spread(row, 'capacity_rps', 'req/s')} "

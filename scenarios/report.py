@@ -2,9 +2,13 @@
 
 Written into the results folder itself::
 
+    charts/capacity.png           capacity against pool size, one line per model
+    charts/models.png             each model's best capacity side by side (when a
+                                  free-threaded server is among the searches)
+    charts/latency-vs-throughput.png  p95 against throughput of every judged step
     charts/rps-vs-pool.png        requests/s against pool size, one line per mode
     charts/p95-vs-pool.png        p95 latency against pool size, one line per mode
-    charts/thread-vs-process.png  the two modes side by side at each pool size
+    charts/thread-vs-process.png  the models side by side at each pool size
     charts/failures.png           failed requests per scenario (%)
     charts/server-cpu.png         server CPU per scenario (mean and peak)
     charts/server-memory.png      server memory per scenario (peak PSS and peak summed RSS)
@@ -37,8 +41,10 @@ from scenarios.results import SCENARIO_FILE, SUMMARY_FILE, read_capacity_steps, 
 CHART_SIZE_INCHES = (8.0, 4.5)
 CHART_DPI = 100                       # 800 x 450 pixels
 CHART_PIXELS = (round(CHART_SIZE_INCHES[0] * CHART_DPI), round(CHART_SIZE_INCHES[1] * CHART_DPI))
+# one colour per model (model_label), also the bench chart's (bench/chart.py)
 MODE_COLOURS = {"thread": "#1f77b4", "process": "#d62728",
-                "free-threaded thread": "#2ca02c", "free-threaded process": "#9467bd"}
+                "free-threaded thread": "#2ca02c", "free-threaded process": "#9467bd",
+                "thread (free-threaded build, GIL on)": "#98df8a"}
 LOAD_KEYS = ("users", "spawn_rate", "duration_s", "locust_workers", "server_cpus",
              "server_memory")
 TABLE_COLUMNS = (("scenario", "scenario"), ("status", "status"), ("mode", "mode"),
@@ -136,7 +142,7 @@ def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
 
 def _side_by_side_chart(plt, sweep: list[dict], path: Path) -> Path:
     figure, (rps_axes, p95_axes) = plt.subplots(1, 2, figsize=CHART_SIZE_INCHES, dpi=CHART_DPI)
-    figure.suptitle("thread pool vs process pool")
+    figure.suptitle(" vs ".join(f"{mode} pool" for mode in sorted({r["mode"] for r in sweep})))
     pools = sorted({row["pool"] for row in sweep})
     modes = sorted({row["mode"] for row in sweep})
     width = 0.8 / max(len(modes), 1)
@@ -196,6 +202,25 @@ def _capacity_chart(plt, rows: list[dict], path: Path) -> Path | None:
     return _save(plt, figure, path)
 
 
+def _models_chart(plt, rows: list[dict], path: Path) -> Path | None:
+    """Best against best, as the answer says it: each model's highest trusted capacity
+    (at its best pool), bars from its lowest to its highest run.  Drawn when a
+    free-threaded server is among them: thread (GIL), free-threaded thread, process."""
+    best = findings.best_per_model(rows)
+    if len(best) < 2 or not any(row.get("free_threaded") == "yes" for row in best):
+        return None
+    figure, axes = _figure(plt, "best against best: each model's highest capacity")
+    values = [row["capacity_rps"] for row in best]
+    axes.bar(range(len(best)), values, 0.6, yerr=_error_bars(best, "capacity_rps"), capsize=6,
+             color=[MODE_COLOURS.get(row["mode"], "#7f7f7f") for row in best])
+    for index, value in enumerate(values):
+        axes.annotate(f"{value:,.0f}", (index, value / 2), ha="center", color="white")
+    axes.set_xticks(range(len(best)), [f"{row['mode']}\npool {row['pool']}" for row in best])
+    axes.set_ylabel("capacity (req/s within the objective)")
+    axes.set_ylim(bottom=0)
+    return _save(plt, figure, path)
+
+
 def run_folders(results: Path, row: dict) -> list[Path]:
     """The folder(s) of a scenario's runs."""
     folder = results / row["scenario"]
@@ -242,6 +267,7 @@ def write_charts(rows: list[dict], charts: Path, results: Path | None = None) ->
     charts.mkdir(exist_ok=True)
     written = [chart for chart in (
         _capacity_chart(plt, rows, charts / "capacity.png"),
+        _models_chart(plt, rows, charts / "models.png"),
         _latency_throughput_chart(plt, results, rows, charts / "latency-vs-throughput.png")
         if results else None) if chart]
     sweep = pool_sweep(rows)

@@ -164,8 +164,10 @@ class Connection:
         self.close_lock = _NO_LOCK
         self._serving = False
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass                        # not TCP (a Unix socket in a test)
 
     def fileno(self) -> int:
         """The socket's descriptor number, also once closed (the worker's key)."""
@@ -406,7 +408,7 @@ class Connection:
         """Send the GET reply under way, reading and encoding the file as it goes."""
         delivery = self.delivery
         while True:
-            if delivery.unsent:
+            if delivery.pieces:
                 self._send_some(delivery)
                 continue
             if delivery.finished:
@@ -420,7 +422,7 @@ class Connection:
                 with memoryview(chunk_buffer) as whole:
                     count = delivery.source.readinto(whole)
                     chunk = whole[:count]
-                    batch = delivery.reply.encode(chunk) if count else b""
+                    batch = delivery.reply.encode_pieces(chunk) if count else []
                     chunk.release()
             except OSError as exc:
                 # the reply has begun: the client can only see a short reply
@@ -430,19 +432,21 @@ class Connection:
             if count:
                 delivery.queue(batch)
             else:
-                delivery.queue(delivery.reply.finish())
+                delivery.queue(delivery.reply.finish_pieces())
                 delivery.finished = True
                 self.finish_request("GET", ok=True)
 
     def _send_some(self, delivery: "_Delivery") -> None:
+        pieces = delivery.pieces
         try:
-            sent = self.sock.send(delivery.unsent)
+            # a GET's batch is several pieces (see wire.ENCODE_PIECE_BYTES): one gather write
+            sent = self.sock.send(pieces[0]) if len(pieces) == 1 else self.sock.sendmsg(pieces)
         except BlockingIOError:
             self._wait_for_peer(WAIT_WRITE)
             return
         except OSError:
             raise _Closed() from None
-        delivery.unsent = delivery.unsent[sent:]
+        delivery.sent(sent)
         self.last_activity = time.monotonic()
         self.request_bytes += sent
         self.count_out(sent)
@@ -581,25 +585,41 @@ _NO_LOCK = contextlib.nullcontext()
 
 
 class _Delivery:
-    """A reply under way and the bytes of it not yet sent: a whole small reply
-    (``payload``), or a GET's, read from its open file and encoded as it goes."""
+    """A reply under way and the bytes of it not yet sent (``pieces``, none
+    empty): a whole small reply (``payload``), or a GET's, read from its open
+    file and encoded as it goes."""
 
-    __slots__ = ("name", "source", "reply", "unsent", "finished")
+    __slots__ = ("name", "source", "reply", "pieces", "finished")
 
     def __init__(self, name: str | None = None, source=None, payload: bytes = b""):
         self.name = name
         self.source = source
         self.reply = wire.get_reply_stream(name) if source is not None else None
-        self.unsent = memoryview(payload)
+        self.pieces = [payload] if payload else []
         self.finished = source is None
+
+    @property
+    def unsent(self) -> bytes:
+        """What is left to send, as one buffer."""
+        return b"".join(self.pieces)
 
     def close(self) -> None:
         if self.source is not None:
             self.source.close()
 
-    def queue(self, batch: bytes) -> None:
-        if batch:
-            self.unsent = memoryview(batch)
+    def queue(self, pieces: list) -> None:
+        self.pieces += pieces
+
+    def sent(self, count: int) -> None:
+        """The first ``count`` bytes of ``pieces`` went out."""
+        pieces = self.pieces
+        done = 0
+        while done < len(pieces) and count >= len(pieces[done]):
+            count -= len(pieces[done])
+            done += 1
+        del pieces[:done]
+        if count:
+            pieces[0] = memoryview(pieces[0])[count:]
 
 
 def _storage_message(exc: Exception, name: str) -> str:
@@ -616,6 +636,8 @@ def _format_peer(address) -> str:
 
 
 def _size(count: int) -> str:
+    if count < 1000:
+        return f"{count} B"
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import select
 import socket
 import threading
@@ -68,6 +69,8 @@ class WorkerLoop:
     def run(self) -> None:
         self._epoll = select.epoll()
         self._accepting = False              # a new epoll set holds nothing yet
+        listener = self.listener
+        self._listener_kind = (int(listener.family), int(listener.type), listener.proto)
         self._waiting_for.clear()
         try:
             self._set_accepting(True)
@@ -132,12 +135,18 @@ class WorkerLoop:
 
     def _accept(self) -> None:
         try:
-            sock, address = self.listener.accept()
+            # socket.accept() without its three enum conversions per call
+            fd, address = self.listener._accept()
         except BlockingIOError:
             return                          # another worker took it
         except OSError as exc:
             self._accept_failed(exc)
             return
+        try:
+            sock = socket.socket(*self._listener_kind, fileno=fd)
+        except BaseException:
+            os.close(fd)
+            raise
         self.slot.connection_opened()
         try:
             connection = self.handler.open(sock, address, self.slot)

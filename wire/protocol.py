@@ -93,7 +93,7 @@ class UploadStart:
 
 @dataclass(frozen=True)
 class UploadData:
-    data: bytes
+    data: bytes | bytearray     # a bytearray with pybase64 (see wire.streaming)
 
 
 @dataclass(frozen=True)
@@ -214,6 +214,8 @@ class RequestDecoder(_Decoder):
         return NEED_DATA
 
     def _next_request(self):
+        if not self._input.data:
+            return NEED_DATA            # between requests (at the end of the stream too)
         upload = self._upload_header()
         if upload is not None:
             return upload
@@ -383,9 +385,13 @@ def upload_request_stream(name: str) -> StreamEncoder:
 # --------------------------------------------------------------------------
 # replies
 
+_JSON = json.JSONEncoder()
+
+
 def encode_reply(reply: dict) -> bytes:
-    # json.dumps escapes control characters, so the text never holds the terminator
-    return json.dumps(reply).encode("ascii") + TERMINATOR
+    # json.dumps's text (its defaults, without its per-call argument handling);
+    # control characters are escaped, so the text never holds the terminator
+    return _JSON.encode(reply).encode("ascii") + TERMINATOR
 
 
 def ok_reply(data) -> bytes:
@@ -424,7 +430,7 @@ class ReplyStart:
 
 @dataclass(frozen=True)
 class ReplyData:
-    data: bytes
+    data: bytes | bytearray     # a bytearray with pybase64 (see wire.streaming)
 
 
 @dataclass(frozen=True)

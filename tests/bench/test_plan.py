@@ -286,3 +286,23 @@ def test_the_report_names_the_free_threaded_interpreter_or_why_it_was_skipped():
                names=("thread",))
     out["targets"] = report.evaluate_targets(out)
     assert report.render(out).splitlines().count(skipped) == 1
+
+
+@pytest.mark.unit
+def test_each_mode_s_list_target_names_its_bare_reference_of_the_same_run():
+    out = _out([_list("asyncio-protocol", 50, 4000), _list("thread(50)", 50, 2400),
+                _list("process(50)", 50, 2800), _list("threadpool(50)", 50, 3400),
+                _list("prefork(50)", 50, 3600)], names=("thread", "process"))
+    targets = _targets(out)
+    process = targets["LIST@50 process >= 90% of asyncio"]
+    assert (process["pass"], process["value"]) == (False, 0.7)
+    assert process["detail"] == ("2800 vs 4000 ops/s; a bare prefork(50) in the same run: "
+                                 "0.90 of asyncio")
+    thread = targets["LIST@50 thread >= 60% of asyncio"]
+    assert thread["pass"] and thread["detail"].endswith(
+        "a bare threadpool(50) in the same run: 0.85 of asyncio")
+    # a run without the references (older files) says only the ratio
+    out = _out([_list("asyncio-protocol", 50, 4000), _list("process(50)", 50, 2800)],
+               names=("process",))
+    assert _targets(out)["LIST@50 process >= 90% of asyncio"]["detail"] == \
+        "2800 vs 4000 ops/s"

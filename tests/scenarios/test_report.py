@@ -94,3 +94,77 @@ def test_png_size_refuses_other_files(tmp_path):
     (tmp_path / "x.png").write_bytes(b"GIF89a" + bytes(30))
     with pytest.raises(ValueError, match="not a PNG"):
         png_size(tmp_path / "x.png")
+
+
+def capacity_row(scenario, mode, pool, capacity, run_index=1, free_threaded="no",
+                 saturated="no"):
+    values = row(scenario, mode, pool, rps=capacity)
+    values.update(run_index=run_index, capacity_rps=capacity, capacity_users=110,
+                  capacity_steps=5, capacity_stopped="objective broken",
+                  free_threaded=free_threaded, gil_enabled="no" if free_threaded == "yes"
+                  else "yes", load_generator_saturated=saturated)
+    return values
+
+
+def three_models(saturated_ft="no"):
+    """Capacity searches of thread (GIL), free-threaded thread and process, 2 runs each."""
+    rows = []
+    for run in (1, 2):
+        rows += [capacity_row("capacity-thread-pool5", "thread", 5, 300.0 + run, run),
+                 capacity_row("capacity-thread-pool50", "thread", 50, 320.0 + 10 * run, run),
+                 capacity_row("capacity-thread-ft-pool50", "thread", 50, 440.0 + 20 * run, run,
+                              free_threaded="yes", saturated=saturated_ft),
+                 capacity_row("capacity-process-pool5", "process", 5, 400.0 + 10 * run, run)]
+    return rows
+
+
+def drawn_models_chart(tmp_path, monkeypatch, rows):
+    """write_report on ``rows``; the models chart's bars (label, height, error bar) if drawn."""
+    from matplotlib.container import BarContainer
+
+    from scenarios import report
+    seen = {}
+    save = report._save
+
+    def keep(plt, figure, path):
+        if path.name == "models.png":
+            axes = figure.axes[0]
+            seen["bars"] = [(tick.get_text(), patch.get_height(), patch.get_facecolor())
+                            for tick, patch in zip(axes.get_xticklabels(), axes.patches)]
+            bars = next(c for c in axes.containers if isinstance(c, BarContainer))
+            seen["errors"] = [segment.tolist() for segment in
+                              bars.errorbar.lines[2][0].get_segments()]
+        return save(plt, figure, path)
+
+    monkeypatch.setattr(report, "_save", keep)
+    write_summary(tmp_path / "summary.csv", rows)
+    written = write_report(tmp_path)
+    return {path.name: path for path in written}, seen
+
+
+def test_the_models_chart_draws_each_models_best_capacity(tmp_path, monkeypatch):
+    from matplotlib.colors import to_rgba
+
+    from scenarios.report import MODE_COLOURS
+    written, seen = drawn_models_chart(tmp_path, monkeypatch, three_models())
+    assert png_size(written["models.png"]) == CHART_PIXELS
+    # best against best, as the answer ranks them: medians of the runs, bars min-max
+    assert [(label, height) for label, height, _ in seen["bars"]] == [
+        ("free-threaded thread\npool 50", 470.0), ("process\npool 5", 415.0),
+        ("thread\npool 50", 335.0)]
+    assert [colour for _, _, colour in seen["bars"]] == [
+        to_rgba(MODE_COLOURS[m]) for m in ("free-threaded thread", "process", "thread")]
+    assert [[y for _, y in segment] for segment in seen["errors"]] == [
+        [460.0, 480.0], [410.0, 420.0], [330.0, 340.0]]
+    assert "![models](charts/models.png)" in (tmp_path / "report.md").read_text()
+
+
+def test_no_models_chart_without_a_trusted_free_threaded_search(tmp_path, monkeypatch):
+    gil_only = [r for r in three_models() if r["free_threaded"] == "no"]
+    written, seen = drawn_models_chart(tmp_path, monkeypatch, gil_only)
+    assert "capacity.png" in written and "models.png" not in written and not seen
+    # a saturated free-threaded search is not a capacity: thread against process only
+    (tmp_path / "saturated").mkdir()
+    written, seen = drawn_models_chart(tmp_path / "saturated", monkeypatch,
+                                       three_models(saturated_ft="yes"))
+    assert "capacity.png" in written and "models.png" not in written and not seen

@@ -91,3 +91,39 @@ def test_snapshots_and_ticks_from_several_threads_at_once():
     assert errors == []
     times = [t for t, _ in collector._history]
     assert times == sorted(times)            # ticks appended in order, none interleaved
+
+
+def test_a_slot_writes_only_its_own_row_and_every_field_where_rows_read_it():
+    """The slot methods write at positions computed once: each value must land in the
+    field ``rows()`` names, in its own row and no other."""
+    table = WorkerTable(3)
+    slot = table.slot(1)
+    slot.claim(pid=4321, tid=99)
+    slot.connection_opened()
+    slot.holding(2)
+    slot.serving(("10.1.2.3", 4567))
+    slot.add_bytes(received=11)
+    slot.add_bytes(sent=22)
+    slot.request_done("GET", ok=False)
+    slot.request_done("NOSUCH", ok=True)          # counted as OTHER
+    busy_row = table.rows()[1]
+    slot.done_serving()
+    before, row, after = table.rows()
+    assert before == after == dict.fromkeys(row, 0)
+    assert busy_row["busy"] == 1 and row["busy"] == 0
+    assert row["busy_ns"] > 0 and row["busy_since_ns"] == row["client_since_ns"] > 0
+    assert {key: row[key] for key in (
+        "pid", "tid", "connections", "open_connections", "client_port", "requests",
+        "client_requests", "bytes_in", "client_bytes_in", "bytes_out", "client_bytes_out",
+        "GET_ERROR", "OTHER_OK", "GET_OK", "LIST_OK")} == {
+        "pid": 4321, "tid": 99, "connections": 1, "open_connections": 2, "client_port": 4567,
+        "requests": 2, "client_requests": 2, "bytes_in": 11, "client_bytes_in": 11,
+        "bytes_out": 22, "client_bytes_out": 22, "GET_ERROR": 1, "OTHER_OK": 1, "GET_OK": 0,
+        "LIST_OK": 0}
+    assert (row["client_ip_hi"], row["client_ip_lo"]) == (0, (0xFFFF << 32) | 0x0A010203)
+    # serving another client starts its per-client counters afresh
+    slot.serving(("::1", 80))
+    row = table.rows()[1]
+    assert (row["client_port"], row["client_requests"], row["client_bytes_in"],
+            row["client_ip_hi"], row["client_ip_lo"]) == (80, 0, 0, 0, 1)
+    assert row["requests"] == 2

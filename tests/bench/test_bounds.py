@@ -1,0 +1,90 @@
+"""The bounds the bench compares transfers with: the file write into the storage
+folder, and how an UPLOAD's ratio to it reaches the report."""
+
+import os
+
+import pytest
+
+from bench import bounds, report
+from bench import run as bench_run
+
+from .test_plan import _out, _targets
+
+pytestmark = pytest.mark.unit
+
+
+def test_file_write_speed_writes_the_size_asked_and_leaves_nothing(tmp_path, monkeypatch):
+    sizes = []
+    real_write = os.write
+
+    def write(fd, data):
+        sizes.append(len(data))
+        return real_write(fd, data)
+    monkeypatch.setattr(bounds.os, "write", write)
+    speed = bounds.file_write_speed(str(tmp_path), total=1_000_000, piece=300_000)
+    assert speed and speed > 0
+    assert sizes == [300_000, 300_000, 300_000, 100_000]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_write_speed_of_a_folder_that_cannot_be_written_is_none(tmp_path):
+    assert bounds.file_write_speed(str(tmp_path / "missing"), total=1000) is None
+
+
+def test_an_upload_is_put_between_file_writes_into_its_storage(monkeypatch, tmp_path):
+    """Each UPLOAD round is compared with the file write of its own moment."""
+    loopbacks = iter([3000.0, 3000.0, 3000.0, 3000.0])
+    writes = iter([400.0, 600.0, 500.0, 700.0])
+    speeds = iter([250.0, 275.0, 300.0])
+    monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: next(loopbacks))
+    monkeypatch.setattr(bench_run.bounds, "file_write_speed",
+                        lambda folder: next(writes) if folder == str(tmp_path) else None)
+    monkeypatch.setattr(bench_run, "measure", lambda server, specs, plan: {
+        "mb_per_s": next(speeds), "errors": 0, "ops": 1, "rss_peak_bytes": 1, "clients": 1,
+        "p50_ms": 1.0, "p99_ms": 1.0})
+
+    class Server:
+        address = ("127.0.0.1", 1)
+        label = "thread(10)"
+    spec = bench_run.ClientSpec("upload", name="up.bin", size=100)
+    point = bench_run.transfer_rounds(Server(), spec, 3, str(tmp_path))
+    assert point["rounds_file_write_ratio"] == [0.5, 0.5, 0.5]
+    assert (point["file_write_before_mb_per_s"], point["file_write_after_mb_per_s"]) in [
+        (400.0, 600.0), (600.0, 500.0), (500.0, 700.0)]
+    # a GET has no file write around it
+    loopbacks = iter([3000.0] * 4)
+    speeds = iter([900.0] * 3)
+    get = bench_run.transfer_rounds(Server(), bench_run.ClientSpec("get", "g.bin", 100), 3,
+                                    str(tmp_path))
+    assert get["rounds_file_write_ratio"] == [None, None, None]
+    assert "file_write_ratio" not in get
+
+
+def test_the_upload_target_says_how_it_compares_with_the_file_write():
+    out = _out([], names=("thread",))
+    out["transfers"] = [{
+        "server": "thread(10)", "variant": "thread", "mode": "thread", "op": "UPLOAD",
+        "size_label": "100MB", "clients": 1, "mb_per_s": 600.0, "errors": 0, "rounds": 3,
+        "loopback_ratio": 0.15, "rounds_loopback_ratio": [0.14, 0.15, 0.16],
+        "file_write_ratio": 0.92, "file_write_before_mb_per_s": 640.0,
+        "file_write_after_mb_per_s": 660.0, "rounds_file_write_ratio": [0.9, 0.92, 0.95]}]
+    target = _targets(out)["UPLOAD 100MB@1 thread >= 0.20 of loopback TCP"]
+    assert not target["pass"]
+    assert target["detail"] == (
+        "median of 3 rounds: 600 MB/s; rounds' ratios 0.140-0.160; 0.92 of the file write "
+        "into the storage folder (650 MB/s next to it; rounds 0.90-0.95)")
+
+
+def test_the_bounds_table_names_the_storage_file_system():
+    out = _out([], names=("thread",))
+    out["bounds"]["file_write"] = {"mb_per_s": 650.0, "best_mb_per_s": 760.0,
+                                   "folder_fs": "ext4", "piece_bytes": 196608}
+    out["targets"] = report.evaluate_targets(out)
+    line = next(line for line in report.render(out).splitlines() if "file write" in line)
+    assert "100 MB into the storage folder (ext4), 192 KiB writes, no fsync" in line
+    assert line.split()[-2:] == ["650.0", "760.0"]
+
+
+def test_fs_type_is_that_of_the_longest_mount_point_above_the_folder(tmp_path):
+    assert bench_run._fs_type("/proc/self") == "proc"
+    assert bench_run._fs_type(str(tmp_path)) is not None
