@@ -37,6 +37,7 @@ import psutil
 
 from wire.streaming import FREE_THREADED_BUILD
 
+
 __all__ = ["WorkerTable", "WorkerSlot", "StatsCollector", "COMMANDS", "interpreter_info",
            "describe_interpreter"]
 
@@ -51,30 +52,27 @@ _FIELDS = (
 ) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
 _INDEX = {name: i for i, name in enumerate(_FIELDS)}
 ROW = len(_FIELDS)
-# the client a worker serves, in the order serving() writes them in one slice
-_CLIENT_FIELDS = ("client_ip_hi", "client_ip_lo", "client_port", "client_since_ns",
-                  "client_bytes_in", "client_bytes_out", "client_requests")
-_OUTCOMES = {(command, ok): f"{command}_{'OK' if ok else 'ERROR'}"
-             for command in COMMANDS for ok in (True, False)}
 
 
 class WorkerSlot:
-    """One worker's row; only that worker writes it.  The methods a worker calls
-    for every connection index the array at positions computed once."""
+    """One worker's row; only that worker writes it."""
 
-    __slots__ = ("_array", "_base", "index", "_at")
+    __slots__ = ("_array", "_base", "index")
 
     def __init__(self, array, index: int):
         self._array = array
         self._base = index * ROW
         self.index = index
-        self._at = {name: self._base + i for name, i in _INDEX.items()}
 
     def __getitem__(self, field: str) -> int:
-        return self._array[self._at[field]]
+        return self._array[self._base + _INDEX[field]]
 
     def _set(self, field: str, value: int) -> None:
-        self._array[self._at[field]] = value
+        self._array[self._base + _INDEX[field]] = value
+
+    def _add(self, field: str, value: int) -> None:
+        position = self._base + _INDEX[field]
+        self._array[position] += value
 
     def claim(self, pid: int, tid: int) -> None:
         self._set("pid", pid)
@@ -82,42 +80,45 @@ class WorkerSlot:
         self._set("busy", 0)
 
     def connection_opened(self) -> None:
-        self._array[self._at["connections"]] += 1
+        self._add("connections", 1)
 
     def holding(self, connections: int) -> None:
         """How many connections this worker holds now (served, waiting or parked)."""
-        self._array[self._at["open_connections"]] = connections
+        self._set("open_connections", connections)
 
     def serving(self, address) -> None:
         """The worker starts (or resumes) serving a request of ``address``."""
         now = time.monotonic_ns()
         high, low, port = _pack_address(address)
-        array, at = self._array, self._at
-        first = at[_CLIENT_FIELDS[0]]
-        array[first:first + len(_CLIENT_FIELDS)] = (high, low, port, now, 0, 0, 0)
-        array[at["busy_since_ns"]] = now
-        array[at["busy"]] = 1
+        self._set("client_ip_hi", high)
+        self._set("client_ip_lo", low)
+        self._set("client_port", port)
+        self._set("client_since_ns", now)
+        self._set("client_bytes_in", 0)
+        self._set("client_bytes_out", 0)
+        self._set("client_requests", 0)
+        self._set("busy_since_ns", now)
+        self._set("busy", 1)
 
     def add_bytes(self, received: int = 0, sent: int = 0) -> None:
-        array, at = self._array, self._at
         if received:
-            array[at["bytes_in"]] += received
-            array[at["client_bytes_in"]] += received
+            self._add("bytes_in", received)
+            self._add("client_bytes_in", received)
         if sent:
-            array[at["bytes_out"]] += sent
-            array[at["client_bytes_out"]] += sent
+            self._add("bytes_out", sent)
+            self._add("client_bytes_out", sent)
 
     def request_done(self, command: str, ok: bool) -> None:
-        array, at = self._array, self._at
-        array[at[_OUTCOMES.get((command, ok)) or _OUTCOMES["OTHER", ok]]] += 1
-        array[at["requests"]] += 1
-        array[at["client_requests"]] += 1
+        if command not in COMMANDS:
+            command = "OTHER"
+        self._add(f"{command}_{'OK' if ok else 'ERROR'}", 1)
+        self._add("requests", 1)
+        self._add("client_requests", 1)
 
     def done_serving(self) -> None:
         """The request is answered, or parked until its peer is ready."""
-        array, at = self._array, self._at
-        array[at["busy_ns"]] += time.monotonic_ns() - array[at["busy_since_ns"]]
-        array[at["busy"]] = 0
+        self._add("busy_ns", time.monotonic_ns() - self["busy_since_ns"])
+        self._set("busy", 0)
 
 
 class WorkerTable:
