@@ -7,8 +7,10 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
 * LIST ops/s and p50/p99 latency at 1, 10 and 50 concurrent clients, each
   client a separate process opening ONE CONNECTION PER REQUEST, next to a
   plain asyncio LIST server (``bench.asyncio_list``) measured with the same
-  client as the "best plain Python" baseline; all LIST servers run side by
-  side and are measured in interleaved rounds (the median round counts);
+  client as the "best plain Python" baseline, and each mode's bare
+  course-style pool of the same size (``bench.threadpool_list``,
+  ``bench.prefork_list``); all LIST servers run side by side and are
+  measured in interleaved rounds (the median round counts);
 * GET and UPLOAD of 10 MB and 100 MB files at 1 and 5 concurrent clients
   (streamed by the client in constant memory), in MB/s of file bytes and as
   a ratio to loopback TCP bulk throughput measured right before and right
@@ -25,15 +27,16 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
   ``PYTHON_GIL=1``, for LIST at the top level; without one, a line says these
   points are skipped;
 * the physical bounds of this machine: base64 encode/decode speed of one
-  core (wire's engine, and binascii for reference) and loopback TCP bulk
-  throughput.
+  core (wire's engine, and binascii for reference), loopback TCP bulk
+  throughput, and the file write into the storage folder (``bench.bounds``).
 
 ``python -m bench.wire_speed`` (wire's transfer paths in process, no
 sockets) and ``python -m bench.client_speed`` (``client.FileClient`` against
 a local server) are short measurements of their own, not part of the run.
 
 It prints a table, checks the targets and writes a JSON file
-(``--out``; by default ``bench/results/bench-<time>.json``).  ``--quick``
+(``--out``; by default ``bench/results/bench-<time>.json``) and, beside it,
+the LIST chart (``bench.chart``).  ``--quick``
 makes a short run (about 2 minutes; the full run takes about 6).  Servers
 run at their default log level (INFO) with stdout/stderr sent to a file, as
 users run them.  Every point also records the CPU used by the server, by
