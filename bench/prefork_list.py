@@ -7,12 +7,11 @@ Same reply as the real server; anything but LIST gets an error reply.  Run:
 SIGTERM/SIGINT stop it and its workers.
 """
 
-import argparse
 import multiprocessing
 import signal
 import socket
 
-from bench.threadpool_list import serve
+from bench.threadpool_list import run_pool_server, serve
 
 
 def work(listener: socket.socket, root: str) -> None:
@@ -43,9 +42,4 @@ def main(port: int, root: str, pool: int) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--storage", required=True)
-    parser.add_argument("--pool", type=int, default=50)
-    args = parser.parse_args()
-    main(args.port, args.storage, args.pool)
+    run_pool_server(main)

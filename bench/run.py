@@ -320,12 +320,14 @@ def _transfer_plan(server, args) -> Plan:
                 min_ops=1, max_ops=1000, timeout=120.0)
 
 
-def _loopback_ratio(figures: dict, before: float | None, after: float | None) -> dict:
-    """Record the loopback TCP throughput around a measurement and its ratio to it."""
-    figures["loopback_before_mb_per_s"] = before
-    figures["loopback_after_mb_per_s"] = after
+def _bound_ratio(figures: dict, bound: str, before: float | None,
+                 after: float | None) -> dict:
+    """Record a bound measured around a measurement (``loopback`` TCP, or the
+    ``file_write`` into the storage folder) and the measurement's ratio to it."""
+    figures[f"{bound}_before_mb_per_s"] = before
+    figures[f"{bound}_after_mb_per_s"] = after
     both = [v for v in (before, after) if v]
-    figures["loopback_ratio"] = (round(figures["mb_per_s"] / statistics.mean(both), 3)
+    figures[f"{bound}_ratio"] = (round(figures["mb_per_s"] / statistics.mean(both), 3)
                                  if both and figures.get("mb_per_s") else None)
     return figures
 
@@ -340,17 +342,7 @@ def between_loopbacks(server, specs, plan) -> dict:
     """
     before = bounds.loopback_now()
     figures = measure(server, specs, plan)
-    return _loopback_ratio(figures, before, bounds.loopback_now())
-
-
-def _file_write_ratio(figures: dict, before: float | None, after: float | None) -> dict:
-    """Record the storage folder's file write speed around an UPLOAD and its ratio to it."""
-    figures["file_write_before_mb_per_s"] = before
-    figures["file_write_after_mb_per_s"] = after
-    both = [v for v in (before, after) if v]
-    figures["file_write_ratio"] = (round(figures["mb_per_s"] / statistics.mean(both), 3)
-                                   if both and figures.get("mb_per_s") else None)
-    return figures
+    return _bound_ratio(figures, "loopback", before, bounds.loopback_now())
 
 
 def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None = None) -> dict:
@@ -370,11 +362,11 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None =
             break
         figures = measure(server, [spec], plan)
         after = bounds.loopback_now()
-        tries.append(_loopback_ratio(figures, before, after))
+        tries.append(_bound_ratio(figures, "loopback", before, after))
         before = after
         if writes:
             write_after = bounds.file_write_speed(storage)
-            _file_write_ratio(figures, write_before, write_after)
+            _bound_ratio(figures, "file_write", write_before, write_after)
             write_before = write_after
         _say(f"    round {len(tries)}: " + _describe(
             {"server": server.label, "op": spec.op.upper(), **figures}))

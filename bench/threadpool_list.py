@@ -47,10 +47,15 @@ def main(port: int, root: str, pool: int) -> None:
             pass
 
 
-if __name__ == "__main__":
+def run_pool_server(main) -> None:
+    """The command line of a bare pool server: ``main(port, storage, pool)``."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--storage", required=True)
     parser.add_argument("--pool", type=int, default=50)
     args = parser.parse_args()
     main(args.port, args.storage, args.pool)
+
+
+if __name__ == "__main__":
+    run_pool_server(main)
