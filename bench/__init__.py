@@ -31,8 +31,10 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
   throughput, and the file write into the storage folder (``bench.bounds``).
 
 ``python -m bench.wire_speed`` (wire's transfer paths in process, no
-sockets) and ``python -m bench.client_speed`` (``client.FileClient`` against
-a local server) are short measurements of their own, not part of the run.
+sockets), ``python -m bench.client_speed`` (``client.FileClient`` against
+a local server) and ``python -m bench.connection_cost`` (one worker loop's
+CPU per LIST connection beside a bare server's) are short measurements of
+their own, not part of the run.
 
 It prints a table, checks the targets and writes a JSON file
 (``--out``; by default ``bench/results/bench-<time>.json``) and, beside it,
