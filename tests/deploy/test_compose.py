@@ -21,6 +21,7 @@ from scenarios.backends import ComposeBackend
 from scenarios.backends.compose import COMPOSE_FILES, compose_command, compose_memory
 from scenarios.runner import Runner
 from server.config import MODES
+from server.launcher import wait_until
 from tests.scenarios.test_run_local import TWO_SCENARIOS
 from tests.support import REPO_ROOT, free_port
 
@@ -91,6 +92,21 @@ class ComposeProject:
             assert result.returncode == 0, (args, result.stdout[-4000:], result.stderr[-4000:])
         return result
 
+    def readiness(self, timeout: float = 90.0) -> dict:
+        """The server's /readyz once it says ready: `up -d` returns when the container
+        has started, before the server listens."""
+        answers = []
+
+        def ready() -> bool:
+            result = self.run("exec", "-T", "server", "python", "-m", "server.healthcheck",
+                              "readyz", timeout=60, check=False)
+            if result.returncode == 0:
+                answers.append(json.loads(result.stdout))
+            return bool(answers)
+        assert wait_until(ready, timeout, interval=0.5), \
+            f"the server did not say ready within {timeout:g} s"
+        return answers[0]
+
     def down(self):
         self.run("down", "-v", "--remove-orphans", timeout=180, check=False)
 
@@ -129,9 +145,7 @@ def test_headless_compose_run(images, tmp_path, mode):
                              LOCUST_FILE_SIZES="1KB,64KB", LOCUST_UPLOAD_SIZE="16KB")
     try:
         project.run("up", "-d", "server", timeout=180)
-        ready = project.run("exec", "-T", "server", "python", "-m", "server.healthcheck",
-                            "readyz", timeout=60)
-        readiness = json.loads(ready.stdout)
+        readiness = project.readiness()
         assert (readiness["mode"], readiness["pool"], readiness["ready"]) == (mode, 7, True)
 
         container = project.run("ps", "-q", "server").stdout.strip()
