@@ -382,13 +382,19 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None =
     return chosen
 
 
+def _transfer_server(ws: Workspace, variant: Variant, storage: str,
+                     phase: str) -> tuple[str, RealServer]:
+    """A variant's server for a transfer or memory phase, started; (its label, it)."""
+    server = _start(ws, _real_server(variant, TRANSFER_POOL, storage,
+                                     ws.log(f"{phase}-{variant.name}")))
+    return f"{variant.name}({TRANSFER_POOL})", server
+
+
 def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
     for variant in args.variants:
         if not variant.transfers:
             continue
-        label = f"{variant.name}({TRANSFER_POOL})"
-        server = _start(ws, _real_server(variant, TRANSFER_POOL, storage,
-                                         ws.log(f"transfer-{variant.name}")))
+        label, server = _transfer_server(ws, variant, storage, "transfer")
         info = {**_server_info(server, label, variant), "points": []}
         idle = info["idle_rss_bytes"]
         for op, size_label, clients in variant.transfers:
@@ -414,9 +420,7 @@ def run_memory_phase(ws: Workspace, args, out: dict, storage: str) -> None:
     for variant in args.variants:
         if not variant.memory:
             continue
-        label = f"{variant.name}({TRANSFER_POOL})"
-        server = _start(ws, _real_server(variant, TRANSFER_POOL, storage,
-                                         ws.log(f"memory-{variant.name}")))
+        label, server = _transfer_server(ws, variant, storage, "memory")
         time.sleep(0.3)
         info = _server_info(server, label + " memory", variant, idle_seconds=1.0)
         idle = info["idle_rss_bytes"]
