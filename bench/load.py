@@ -17,6 +17,7 @@ Two ways of counting:
 
 from __future__ import annotations
 
+import itertools
 import math
 import multiprocessing
 import time
@@ -76,8 +77,24 @@ def _make_op(spec: ClientSpec, plan: Plan):
         return lambda: client.get(spec.name, spec.size)
     if spec.op == "upload":
         source = UploadSource(spec.size, spec.seed)
-        return lambda: client.upload(spec.name, source)
+        names = fresh_upload_names(spec.name)
+        return lambda: client.upload(next(names), source)
     raise ValueError(f"unknown op {spec.op!r}")
+
+
+def fresh_upload_names(name: str):
+    """``name``, then ``name`` with ``-1``, ``-2``, ... before its extension.
+
+    Every upload of a run creates a file: on ext4 an upload replacing a
+    file makes the file system write the new file out before the rename
+    (``auto_da_alloc``), which would put a disk flush into every upload
+    after a client's first."""
+    stem, dot, extension = name.rpartition(".")
+    if not dot:
+        stem, extension = name, ""
+    yield name
+    for count in itertools.count(1):
+        yield f"{stem}-{count}{dot}{extension}"
 
 
 def _client_loop(op, plan: Plan, t0: float) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -357,14 +358,19 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None =
     before = bounds.loopback_now()
     write_before = bounds.file_write_speed(storage) if writes else None
     deadline = time.monotonic() + 120.0
-    for _ in range(rounds):
+    for round_index in range(rounds):
         if tries and time.monotonic() > deadline:
             break
-        figures = measure(server, [spec], plan)
+        # each upload round creates its file (see load.fresh_upload_names)
+        stem, extension = os.path.splitext(spec.name)
+        round_spec = (dataclasses.replace(spec, name=f"{stem}-round{round_index}{extension}")
+                      if spec.op == "upload" else spec)
+        figures = measure(server, [round_spec], plan)
         after = bounds.loopback_now()
         tries.append(_bound_ratio(figures, "loopback", before, after))
         before = after
         if writes:
+            _remove_uploads(storage)
             write_after = bounds.file_write_speed(storage)
             _bound_ratio(figures, "file_write", write_before, write_after)
             write_before = write_after

@@ -134,6 +134,7 @@ class _Decoder:
 
     def __init__(self) -> None:
         self._input = ReceiveBuffer()
+        self._bulk_room = SMALL_RECV_BYTES    # grows while receives fill it (see receive_into)
 
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; ``b""`` at the end of the stream."""
@@ -146,11 +147,19 @@ class _Decoder:
         ``recv_into(buffer)`` (``sock.recv_into``), up to ``size``; returns the
         count, 0 at the end of the stream (as ``receive_data(b"")``).
 
-        ``size`` defaults to ``RECV_BYTES`` in the ``BULK_STATES`` and to
-        ``SMALL_RECV_BYTES`` otherwise."""
-        if size is None:
-            size = RECV_BYTES if self.state in self.BULK_STATES else SMALL_RECV_BYTES
-        return self._input.receive_into(recv_into, size)
+        ``size`` defaults to ``SMALL_RECV_BYTES`` outside the ``BULK_STATES``.
+        In them it starts there and doubles, up to ``RECV_BYTES``, each time
+        a receive fills it: a large file arrives in few large receives (fewer
+        passes through the decoder per MB), a small one costs no large buffer."""
+        if size is not None:
+            return self._input.receive_into(recv_into, size)
+        if self.state not in self.BULK_STATES:
+            return self._input.receive_into(recv_into, SMALL_RECV_BYTES)
+        size = self._bulk_room
+        count = self._input.receive_into(recv_into, size)
+        if count == size and size < RECV_BYTES:
+            self._bulk_room = min(2 * size, RECV_BYTES)
+        return count
 
     @property
     def trailing_data(self) -> bytes:

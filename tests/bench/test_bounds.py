@@ -88,3 +88,37 @@ def test_the_bounds_table_names_the_storage_file_system():
 def test_fs_type_is_that_of_the_longest_mount_point_above_the_folder(tmp_path):
     assert bench_run._fs_type("/proc/self") == "proc"
     assert bench_run._fs_type(str(tmp_path)) is not None
+
+
+def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
+    """No upload in the bench replaces a file (on ext4 a replacing rename makes
+    the file system write the new file out first): each round uploads a name
+    of its own, removed after the round; a client's repeated uploads get
+    fresh names too."""
+    from bench.load import fresh_upload_names
+    names = fresh_upload_names("up-100MB-0.bin")
+    assert [next(names) for _ in range(3)] == ["up-100MB-0.bin", "up-100MB-0-1.bin",
+                                                "up-100MB-0-2.bin"]
+    assert [n for n, _ in zip(fresh_upload_names("up"), range(2))] == ["up", "up-1"]
+
+    monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: 3000.0)
+    monkeypatch.setattr(bench_run.bounds, "file_write_speed", lambda folder: 500.0)
+    measured, left_before = [], []
+
+    def measure(server, specs, plan):
+        left_before.append(sorted(p.name for p in tmp_path.iterdir()))
+        measured.append(specs[0].name)
+        (tmp_path / specs[0].name).write_bytes(b"x")      # what the server stored
+        return {"mb_per_s": 300.0, "errors": 0, "ops": 1, "rss_peak_bytes": 1,
+                "clients": 1, "p50_ms": 1.0, "p99_ms": 1.0}
+    monkeypatch.setattr(bench_run, "measure", measure)
+
+    class Server:
+        address = ("127.0.0.1", 1)
+        label = "thread(10)"
+    spec = bench_run.ClientSpec("upload", name="up-100MB-0.bin", size=100)
+    bench_run.transfer_rounds(Server(), spec, 3, str(tmp_path))
+    assert measured == ["up-100MB-0-round0.bin", "up-100MB-0-round1.bin",
+                        "up-100MB-0-round2.bin"]
+    assert left_before == [[], [], []]
+    assert list(tmp_path.iterdir()) == []

@@ -126,24 +126,43 @@ def test_upload_over_a_socket_with_recv_into_stays_small():
 
 
 def test_receive_into_asks_for_more_while_a_file_arrives():
+    """While a file arrives the room offered doubles each time the peer fills
+    it, up to RECV_BYTES; a receive that does not fill it keeps the size."""
     rooms = []
 
-    def sender(data: bytes):
+    def sender(data: bytes | None = None):
         def recv_into(buffer) -> int:
             rooms.append(len(buffer))
-            buffer[:len(data)] = data
-            return len(data)
+            chunk = b"A" * len(buffer) if data is None else data   # None: fill the room
+            buffer[:len(chunk)] = chunk
+            return len(chunk)
         return recv_into
     requests = RequestDecoder()
     requests.receive_into(sender(b"UPLOAD a "))
     assert requests.next_event() == UploadStart("a")
     requests.receive_into(sender(b"YWJj"))
     assert requests.next_event() == UploadData(b"abc")
+    assert rooms == [wire.SMALL_RECV_BYTES, wire.SMALL_RECV_BYTES]
+    rooms.clear()
+    while not rooms or rooms[-1] < wire.RECV_BYTES:
+        requests.receive_into(sender())
+        while requests.next_event() is not NEED_DATA:
+            pass
+        assert len(rooms) < 20
+    requests.receive_into(sender())
+    requests.receive_into(sender(b"QUFB"))
+    requests.receive_into(sender(b"QUFB"))
+    doubling = [wire.SMALL_RECV_BYTES << k for k in range(len(rooms) - 3)]
+    assert rooms == doubling + [wire.RECV_BYTES] * 3
+    assert doubling[-1] == wire.RECV_BYTES
+    # a reply decoder does the same while a GET reply's file arrives
+    rooms.clear()
     replies = ReplyDecoder()
     replies.receive_into(sender(wire.get_reply_prefix("f")))
     assert replies.next_event().streamed
-    replies.receive_into(sender(b"YWJj"))
-    assert rooms == [wire.SMALL_RECV_BYTES, wire.RECV_BYTES] * 2
+    replies.receive_into(sender())
+    replies.receive_into(sender())
+    assert rooms == [wire.SMALL_RECV_BYTES, wire.SMALL_RECV_BYTES, 2 * wire.SMALL_RECV_BYTES]
 
 
 def test_an_emptied_buffer_is_written_into_again():
