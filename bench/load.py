@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing
+import os
 import time
 from array import array
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class ClientSpec:
     size: int = 0
     expected: int | None = None    # LIST: number of names expected
     seed: int = 0
+    # UPLOAD: the server's storage folder, from which each uploaded file is
+    # removed after its upload, untimed (so that dirty pages do not pile up)
+    remove_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,32 @@ def _make_op(spec: ClientSpec, plan: Plan):
     if spec.op == "get":
         return lambda: client.get(spec.name, spec.size)
     if spec.op == "upload":
-        source = UploadSource(spec.size, spec.seed)
-        names = fresh_upload_names(spec.name)
-        return lambda: client.upload(next(names), source)
+        return _Uploads(client, spec)
     raise ValueError(f"unknown op {spec.op!r}")
+
+
+class _Uploads:
+    """The upload op: every call creates a file (``fresh_upload_names``);
+    ``tidy()``, called by the loop outside the timed op, removes it from
+    ``spec.remove_from`` if given."""
+
+    def __init__(self, client: Client, spec: ClientSpec):
+        self.client = client
+        self.source = UploadSource(spec.size, spec.seed)
+        self.names = fresh_upload_names(spec.name)
+        self.folder = spec.remove_from
+        self.last = None
+
+    def __call__(self) -> int:
+        self.last = next(self.names)
+        return self.client.upload(self.last, self.source)
+
+    def tidy(self) -> None:
+        if self.folder and self.last:
+            try:
+                os.unlink(os.path.join(self.folder, self.last))
+            except FileNotFoundError:
+                pass            # a failed upload stored nothing
 
 
 def fresh_upload_names(name: str):
@@ -106,6 +132,7 @@ def _client_loop(op, plan: Plan, t0: float) -> dict:
     first_start = last_end = None
     messages: list[str] = []
     cpu_start = None
+    tidy = getattr(op, "tidy", None)
     while attempts < plan.max_ops:
         now = time.monotonic()
         if now >= measure_end and (plan.window or attempts >= plan.min_ops):
@@ -119,6 +146,8 @@ def _client_loop(op, plan: Plan, t0: float) -> dict:
         except (OSError, ProtocolError, BenchError) as exc:
             failure = f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
+        if tidy is not None:
+            tidy()
         attempts += 1
         counted = (not plan.window) or (start >= measure_start and end <= measure_end)
         if failure is None:

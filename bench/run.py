@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -300,13 +299,15 @@ def _finish_list_servers(running, out: dict) -> None:
         out["servers"].append(info)
 
 
-def _transfer_specs(op: str, size_label: str, clients: int, offset: int = 0):
+def _transfer_specs(op: str, size_label: str, clients: int, offset: int = 0,
+                    storage: str | None = None):
+    """Specs of ``clients`` transfers; uploads are removed from ``storage`` after each."""
     size = SIZES[size_label]
     if op == "GET":
         return [ClientSpec("get", name=f"get-{size_label}.bin", size=size)
                 for _ in range(clients)]
     return [ClientSpec("upload", name=f"up-{size_label}-{offset + i}.bin", size=size,
-                       seed=offset + i) for i in range(clients)]
+                       seed=offset + i, remove_from=storage) for i in range(clients)]
 
 
 def _remove_uploads(storage: str) -> None:
@@ -358,19 +359,15 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None =
     before = bounds.loopback_now()
     write_before = bounds.file_write_speed(storage) if writes else None
     deadline = time.monotonic() + 120.0
-    for round_index in range(rounds):
+    for _ in range(rounds):
         if tries and time.monotonic() > deadline:
             break
-        # each upload round creates its file (see load.fresh_upload_names)
-        stem, extension = os.path.splitext(spec.name)
-        round_spec = (dataclasses.replace(spec, name=f"{stem}-round{round_index}{extension}")
-                      if spec.op == "upload" else spec)
-        figures = measure(server, [round_spec], plan)
+        figures = measure(server, [spec], plan)
         after = bounds.loopback_now()
         tries.append(_bound_ratio(figures, "loopback", before, after))
         before = after
         if writes:
-            _remove_uploads(storage)
+            _remove_uploads(storage)     # the next round creates its file again
             write_after = bounds.file_write_speed(storage)
             _bound_ratio(figures, "file_write", write_before, write_after)
             write_before = write_after
@@ -404,7 +401,7 @@ def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
         info = {**_server_info(server, label, variant), "points": []}
         idle = info["idle_rss_bytes"]
         for op, size_label, clients in variant.transfers:
-            specs = _transfer_specs(op, size_label, clients)
+            specs = _transfer_specs(op, size_label, clients, storage=storage)
             if clients == 1 and size_label == "100MB":
                 figures = transfer_rounds(server, specs[0], args.transfer_rounds, storage)
             else:

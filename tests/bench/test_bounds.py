@@ -92,22 +92,37 @@ def test_fs_type_is_that_of_the_longest_mount_point_above_the_folder(tmp_path):
 
 def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
     """No upload in the bench replaces a file (on ext4 a replacing rename makes
-    the file system write the new file out first): each round uploads a name
-    of its own, removed after the round; a client's repeated uploads get
-    fresh names too."""
-    from bench.load import fresh_upload_names
-    names = fresh_upload_names("up-100MB-0.bin")
+    the file system write the new file out first): a client's repeated uploads
+    get fresh names, each removed after its upload when the storage folder is
+    known, and the single-transfer rounds start with no upload left."""
+    from bench import load
+    names = load.fresh_upload_names("up-100MB-0.bin")
     assert [next(names) for _ in range(3)] == ["up-100MB-0.bin", "up-100MB-0-1.bin",
                                                 "up-100MB-0-2.bin"]
-    assert [n for n, _ in zip(fresh_upload_names("up"), range(2))] == ["up", "up-1"]
+    assert [n for n, _ in zip(load.fresh_upload_names("up"), range(2))] == ["up", "up-1"]
+
+    uploaded = []
+
+    class Client:
+        def upload(self, name, source):
+            uploaded.append(name)
+            (tmp_path / name).write_bytes(b"x")
+            return source.size
+    op = load._Uploads(Client(), load.ClientSpec("upload", name="up.bin", size=10,
+                                                 remove_from=str(tmp_path)))
+    for _ in range(2):
+        assert op() == 10
+        assert (tmp_path / uploaded[-1]).exists()
+        op.tidy()
+        assert list(tmp_path.iterdir()) == []
+    assert uploaded == ["up.bin", "up-1.bin"]
 
     monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: 3000.0)
     monkeypatch.setattr(bench_run.bounds, "file_write_speed", lambda folder: 500.0)
-    measured, left_before = [], []
+    left_before = []
 
     def measure(server, specs, plan):
         left_before.append(sorted(p.name for p in tmp_path.iterdir()))
-        measured.append(specs[0].name)
         (tmp_path / specs[0].name).write_bytes(b"x")      # what the server stored
         return {"mb_per_s": 300.0, "errors": 0, "ops": 1, "rss_peak_bytes": 1,
                 "clients": 1, "p50_ms": 1.0, "p99_ms": 1.0}
@@ -118,7 +133,7 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
         label = "thread(10)"
     spec = bench_run.ClientSpec("upload", name="up-100MB-0.bin", size=100)
     bench_run.transfer_rounds(Server(), spec, 3, str(tmp_path))
-    assert measured == ["up-100MB-0-round0.bin", "up-100MB-0-round1.bin",
-                        "up-100MB-0-round2.bin"]
     assert left_before == [[], [], []]
     assert list(tmp_path.iterdir()) == []
+    assert all(s.remove_from == "/st" for s in
+               bench_run._transfer_specs("UPLOAD", "10MB", 2, storage="/st"))
