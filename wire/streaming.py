@@ -45,7 +45,7 @@ FILE_CHUNK_BYTES = 3 * 256 * 1024   # file bytes read per piece (a multiple of 3
 FREE_THREADED_BUILD = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
 ENCODE_PIECE_BYTES = 3 * 16 * 1024 if FREE_THREADED_BUILD else FILE_CHUNK_BYTES
 SEND_BATCH_BYTES = 256 * 1024       # coalesce encoded pieces up to this into one send
-RECV_BYTES = 512 * 1024          # most bytes asked of one recv() while a file arrives
+RECV_BYTES = 512 * 1024             # most bytes asked of one recv() while a file arrives
 # ... and between files: a buffer of this size comes from malloc's heap (its
 # mmap threshold is 128 KiB), so a fresh connection's small request or
 # reply costs no page faults
