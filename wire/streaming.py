@@ -35,17 +35,20 @@ from typing import Callable, NamedTuple
 __all__ = ["FILE_CHUNK_BYTES", "ENCODE_PIECE_BYTES", "SEND_BATCH_BYTES", "RECV_BYTES",
            "SMALL_RECV_BYTES", "Base64Engine", "Base64Encoder", "Base64Decoder", "StreamEncoder"]
 
-# file bytes read per piece (a multiple of 3): 256 KiB of base64.  A piece and
-# its base64 fit a 512 KiB L2 cache together: a GET's server CPU per 100 MB
-# was 50-70 ms with these pieces and 90-120 ms with 768 KiB ones
-FILE_CHUNK_BYTES = 3 * 64 * 1024
+FREE_THREADED_BUILD = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
+# file bytes read per piece (a multiple of 3).  Default build: 192 KiB, 256 KiB
+# of base64, so that a piece and its base64 fit a 512 KiB L2 cache together (a
+# GET's server CPU per 100 MB: 50-70 ms, against 90-120 ms with 768 KiB
+# pieces).  Free-threaded 3.13 runs Python code unspecialized, and there the
+# 4 times as many turns of the loop per MB cost more than the cache saves
+# (about 150 against 120 ms), so it keeps 768 KiB.
+FILE_CHUNK_BYTES = 3 * 256 * 1024 if FREE_THREADED_BUILD else 3 * 64 * 1024
 # file bytes encoded into one bytes object by ``encode_pieces``.  Free-threaded
 # build: 64 KiB of base64, a "medium" mimalloc block (<= 128 KiB; see above).
 # Default build: a whole chunk.  There, a chunk's base64 in small pieces freed
 # at once can make the C library's malloc give the memory back and fault it in
 # again for the next chunk (measured with 1 MiB: about 80 page faults a chunk),
 # where one object larger than malloc's mmap threshold raises it and is reused.
-FREE_THREADED_BUILD = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
 ENCODE_PIECE_BYTES = 3 * 16 * 1024 if FREE_THREADED_BUILD else FILE_CHUNK_BYTES
 SEND_BATCH_BYTES = 256 * 1024       # coalesce encoded pieces up to this into one send
 RECV_BYTES = 512 * 1024             # most bytes asked of one recv() while a file arrives

@@ -82,6 +82,9 @@ def test_free_threaded_builds_encode_in_pieces_below_mimallocs_large_objects():
     else:
         # pymalloc and the C library's malloc: one object per chunk (see wire.streaming)
         assert wire.ENCODE_PIECE_BYTES == wire.FILE_CHUNK_BYTES
+        # a chunk and its base64 fit a 512 KiB L2 cache together
+        chunk = Base64Encoder().encode_pieces(bytes(wire.FILE_CHUNK_BYTES))[0]
+        assert wire.FILE_CHUNK_BYTES + len(chunk) <= 512 * 1024
 
 
 def test_pybase64_decodes_an_upload_into_bytearrays_the_standard_library_into_bytes(
