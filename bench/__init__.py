@@ -32,9 +32,11 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
 
 ``python -m bench.wire_speed`` (wire's transfer paths in process, no
 sockets), ``python -m bench.client_speed`` (``client.FileClient`` against
-a local server) and ``python -m bench.connection_cost`` (one worker loop's
-CPU per LIST connection beside a bare server's) are short measurements of
-their own, not part of the run.
+a local server), ``python -m bench.connection_cost`` (one worker loop's
+CPU per LIST connection beside a bare server's) and ``python -m
+bench.replace_cost`` (uploads that replace a file beside uploads that
+create one) are short measurements of their own, not part of the run.
+Every upload of the run creates its file (see ``bench.replace_cost``).
 
 It prints a table, checks the targets and writes a JSON file
 (``--out``; by default ``bench/results/bench-<time>.json``) and, beside it,
