@@ -31,7 +31,8 @@ __all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed", "file_write_spe
 
 MIB = 1 << 20
 MB = 1_000_000
-# what Upload.write is handed: the decoded content of one receive
+# what Upload.write is handed once an upload's receive room is full-size:
+# the decoded content of one receive
 UPLOAD_WRITE_BYTES = streaming.RECV_BYTES * 3 // 4
 
 

@@ -80,14 +80,15 @@ def _make_op(spec: ClientSpec, plan: Plan):
     if spec.op == "get":
         return lambda: client.get(spec.name, spec.size)
     if spec.op == "upload":
-        return _Uploads(client, spec)
+        return _UploadOp(client, spec)
     raise ValueError(f"unknown op {spec.op!r}")
 
 
-class _Uploads:
+class _UploadOp:
     """The upload op: every call creates a file (``fresh_upload_names``);
-    ``tidy()``, called by the loop outside the timed op, removes it from
-    ``spec.remove_from`` if given."""
+    ``tidy()``, called by the loop after the op's latency is taken, removes
+    it from ``spec.remove_from`` if given (its time still counts in the
+    point's elapsed time: a few ms per 100 MB file)."""
 
     def __init__(self, client: Client, spec: ClientSpec):
         self.client = client
@@ -105,16 +106,16 @@ class _Uploads:
             try:
                 os.unlink(os.path.join(self.folder, self.last))
             except FileNotFoundError:
-                pass            # a failed upload stored nothing
+                pass    # a failed upload stored nothing (or not yet: the point's end removes it)
 
 
 def fresh_upload_names(name: str):
     """``name``, then ``name`` with ``-1``, ``-2``, ... before its extension.
 
-    Every upload of a run creates a file: on ext4 an upload replacing a
-    file makes the file system write the new file out before the rename
-    (``auto_da_alloc``), which would put a disk flush into every upload
-    after a client's first."""
+    Every upload of a run creates a file: on ext4 a rename over an existing
+    file starts the new file's writeback inside the rename
+    (``auto_da_alloc``; see ``bench.replace_cost``), which would put part
+    of a disk flush into every upload after a client's first."""
     stem, dot, extension = name.rpartition(".")
     if not dot:
         stem, extension = name, ""
@@ -147,7 +148,11 @@ def _client_loop(op, plan: Plan, t0: float) -> dict:
             failure = f"{type(exc).__name__}: {exc}"
         end = time.monotonic()
         if tidy is not None:
-            tidy()
+            try:
+                tidy()
+            except OSError as exc:
+                if len(messages) < MAX_ERROR_SAMPLES:
+                    messages.append(f"removing an upload: {exc}"[:300])
         attempts += 1
         counted = (not plan.window) or (start >= measure_start and end <= measure_end)
         if failure is None:

@@ -1,20 +1,20 @@
 """What an UPLOAD that replaces a file costs, beside one that creates it.
 
 ``python -m bench.replace_cost [--size-mb 100] [--rounds 4] [--mode thread]
-[--storage DIR]`` starts one server (pool 2) on a storage folder and, in
-alternate rounds, uploads ``--size-mb`` MB under a name that already holds a
-file of that size (``replace``) and under a free name (``create``; the file
-is removed after the round, untimed).  It prints MB/s and the server's CPU
-per upload for each round, and the medians.
+[--storage DIR]`` starts one server (pool 2) on a storage folder.  Each
+round uploads ``--size-mb`` MB twice, in an order that alternates from one
+round to the next: under a name that already holds a file of that size
+(``replace``), and under a free name (``create``; that file is removed right
+after its upload, untimed).  It prints MB/s and the server's CPU per upload
+for each, and the medians.
 
-On ext4 (mounted with the default ``auto_da_alloc``) renaming a new file over
-an existing one makes the file system start writing the new file's data
-before the rename: the server's rename then waits for that, inside the
-request.  The server keeps this (it is what keeps a crash from leaving an
-empty file where the old one was); ``make bench`` avoids it, so that every
-upload it measures creates its file.  ``--storage`` picks the folder (and so
-the file system); the default is a new folder under the system's temporary
-directory.
+On ext4 (mounted with the default ``auto_da_alloc``) a rename over an
+existing file starts the new file's writeback inside the rename, so inside
+the request; a replace also frees the old file's pages there.  The server
+keeps this (the writeback is what keeps a crash from leaving an empty file
+where the old one was); ``make bench`` avoids it, so that every upload it
+measures creates its file.  ``--storage`` picks the folder (and so the file
+system); the default is a new folder under the system's temporary directory.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import time
 
 from server.config import MODES
 
+from .plan import MB
 from .proto import Client, UploadSource
 from .servers import RealServer, cpu_seconds
 
-MB = 1_000_000
 KINDS = ("replace", "create")
 
 
@@ -42,7 +42,7 @@ def upload_rounds(server, storage: str, size: int, rounds: int) -> dict[str, lis
     client.upload("kept.bin", source)                      # the file that is replaced
     figures: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     for round_index in range(rounds):
-        for kind in KINDS:
+        for kind in (KINDS if round_index % 2 == 0 else KINDS[::-1]):
             name = "kept.bin" if kind == "replace" else f"new-{round_index}.bin"
             cpu_before = cpu_seconds(server.pids())
             started = time.perf_counter()
@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--size-mb and --rounds must be at least 1")
     with tempfile.TemporaryDirectory(prefix="fs-replace-cost-") as work:
         storage = args.storage or os.path.join(work, "storage")
+        if os.path.exists(storage) and not os.path.isdir(storage):
+            parser.error(f"--storage {storage}: not a folder")
         os.makedirs(storage, exist_ok=True)
         if os.listdir(storage):
             parser.error(f"--storage {storage}: the folder is not empty")

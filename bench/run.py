@@ -427,7 +427,8 @@ def run_memory_phase(ws: Workspace, args, out: dict, storage: str) -> None:
         time.sleep(0.3)
         info = _server_info(server, label + " memory", variant, idle_seconds=1.0)
         idle = info["idle_rss_bytes"]
-        specs = _transfer_specs("GET", "100MB", 5) + _transfer_specs("UPLOAD", "100MB", 5)
+        specs = (_transfer_specs("GET", "100MB", 5)
+                 + _transfer_specs("UPLOAD", "100MB", 5, storage=storage))
         figures = measure(server, specs, _transfer_plan(server, args))
         _remove_uploads(storage)
         record = {"server": label, "variant": variant.name, "mode": variant.mode,

@@ -7,7 +7,7 @@
 * ``get``: a 100 MB GET reply built by ``get_reply_stream`` from
   ``FILE_CHUNK_BYTES`` pieces (views of the file in memory);
 * with ``--socket``, ``socket-recv`` and ``socket-into``: the UPLOAD sent
-  by a forked process over a socketpair and received by 256 KiB ``recv`` +
+  by a forked process over a socketpair and received by ``RECV_BYTES`` ``recv`` +
   ``receive_data`` or by ``receive_into`` (the receiver's CPU time).
 
 MB/s per second of this process's CPU time (the machine is shared: wall time

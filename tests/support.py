@@ -1,8 +1,11 @@
-"""Helpers shared by the tests: a real server process (``server.launcher``), raw protocol."""
+"""Helpers shared by the tests: a real server process (``server.launcher``), raw protocol,
+a command line's usage error."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import wire
@@ -11,7 +14,7 @@ from server.launcher import REPO_ROOT, free_port
 from server.storage import LOCK_NAME
 
 __all__ = ["REPO_ROOT", "ServerProcess", "free_port", "connect", "read_reply", "request",
-           "command", "stored_files", "temp_files"]
+           "command", "stored_files", "temp_files", "usage_error"]
 
 
 class ServerProcess(launcher.ServerProcess):
@@ -66,3 +69,12 @@ def stored_files(server) -> list[str]:
 
 def temp_files(storage: Path) -> list[str]:
     return [p.name for p in storage.iterdir() if p.name.startswith(".upload-")]
+
+
+def usage_error(module: str, *args: str) -> str:
+    """Run ``python -m module args``; assert it exits 2 (a usage error) and
+    return the last line of its stderr, where argparse puts the message."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()[-1]

@@ -148,9 +148,10 @@ class _Decoder:
         count, 0 at the end of the stream (as ``receive_data(b"")``).
 
         ``size`` defaults to ``SMALL_RECV_BYTES`` outside the ``BULK_STATES``.
-        In them it starts there and doubles, up to ``RECV_BYTES``, each time
-        a receive fills it: a large file arrives in few large receives (fewer
-        passes through the decoder per MB), a small one costs no large buffer."""
+        In them it starts there for each file and doubles, up to ``RECV_BYTES``,
+        each time a receive fills it: a large file arrives in few large
+        receives (fewer passes through the decoder per MB), a small one costs
+        no large buffer.  An explicit ``size`` leaves that room as it is."""
         if size is not None:
             return self._input.receive_into(recv_into, size)
         if self.state not in self.BULK_STATES:
@@ -265,6 +266,7 @@ class RequestDecoder(_Decoder):
         raw_name = self._input.take(name_end)[len(_UPLOAD_HEAD):]
         self._input.drop(1)
         self._b64 = Base64Decoder()
+        self._bulk_room = SMALL_RECV_BYTES      # each body starts small (see receive_into)
         self._upload_size = 0
         self._body_chars = 0
         self._body_tail = b""
@@ -526,6 +528,7 @@ class ReplyDecoder(_Decoder):
             raise ProtocolError("GET reply has a malformed data_namafile", fatal=True) from None
         self._input.drop(mark + len(_GET_FILE_MARK))
         self._b64 = Base64Decoder()
+        self._bulk_room = SMALL_RECV_BYTES      # each file starts small (see receive_into)
         self.state = self.FILE_DATA
         return ReplyStart({"status": "OK", "data_namafile": name}, streamed=True)
 

@@ -20,13 +20,15 @@ kept, and the next ``receive_into`` writes into it again.
 
 from __future__ import annotations
 
+from .streaming import RECV_BYTES
+
 __all__ = ["ReceiveBuffer", "TERMINATOR", "TERMINATOR_TAIL"]
 
 TERMINATOR = b"\r\n\r\n"
 # the bytes at the end of a buffer that may be the start of a split terminator
 TERMINATOR_TAIL = len(TERMINATOR) - 1
 
-_zeros = memoryview(bytes(256 * 1024))     # room made for a receive_into is filled from here
+_zeros = memoryview(bytes(RECV_BYTES))     # room made for a receive_into is filled from here
 _KEEP_BYTES = 64 * 1024     # a buffer this large, emptied, is kept for the next receive_into
 _LEFT_BYTES = 64            # ... when no more than this is left in it
 

@@ -52,9 +52,9 @@ FILE_CHUNK_BYTES = 3 * 256 * 1024 if FREE_THREADED_BUILD else 3 * 64 * 1024
 ENCODE_PIECE_BYTES = 3 * 16 * 1024 if FREE_THREADED_BUILD else FILE_CHUNK_BYTES
 SEND_BATCH_BYTES = 256 * 1024       # coalesce encoded pieces up to this into one send
 RECV_BYTES = 512 * 1024             # most bytes asked of one recv() while a file arrives
-# ... and between files: a buffer of this size comes from malloc's heap (its
-# mmap threshold is 128 KiB), so a fresh connection's small request or
-# reply costs no page faults
+# ... between files, and as the first room of each file: a buffer of this size
+# comes from malloc's heap (its mmap threshold is 128 KiB), so a fresh
+# connection's small request or reply costs no page faults
 SMALL_RECV_BYTES = 64 * 1024
 
 _PAD = ord("=")

@@ -2,6 +2,7 @@
 folder, and how an UPLOAD's ratio to it reaches the report."""
 
 import os
+from array import array
 
 import pytest
 
@@ -78,10 +79,12 @@ def test_the_upload_target_says_how_it_compares_with_the_file_write():
 def test_the_bounds_table_names_the_storage_file_system():
     out = _out([], names=("thread",))
     out["bounds"]["file_write"] = {"mb_per_s": 650.0, "best_mb_per_s": 760.0,
-                                   "folder_fs": "ext4", "piece_bytes": 196608}
+                                   "folder_fs": "ext4",
+                                   "piece_bytes": bounds.UPLOAD_WRITE_BYTES}
     out["targets"] = report.evaluate_targets(out)
     line = next(line for line in report.render(out).splitlines() if "file write" in line)
-    assert "100 MB into the storage folder (ext4), 192 KiB writes, no fsync" in line
+    assert (f"100 MB into the storage folder (ext4), {bounds.UPLOAD_WRITE_BYTES // 1024} KiB "
+            f"writes, no fsync") in line
     assert line.split()[-2:] == ["650.0", "760.0"]
 
 
@@ -108,7 +111,7 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
             uploaded.append(name)
             (tmp_path / name).write_bytes(b"x")
             return source.size
-    op = load._Uploads(Client(), load.ClientSpec("upload", name="up.bin", size=10,
+    op = load._UploadOp(Client(), load.ClientSpec("upload", name="up.bin", size=10,
                                                  remove_from=str(tmp_path)))
     for _ in range(2):
         assert op() == 10
@@ -137,3 +140,66 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert all(s.remove_from == "/st" for s in
                bench_run._transfer_specs("UPLOAD", "10MB", 2, storage="/st"))
+
+
+def test_the_client_loop_tidies_after_each_op_outside_its_latency():
+    """``tidy()`` runs after each op's end is taken, so its time is not in the
+    latencies; a removal that fails is reported as a message, not a crash."""
+    import time as time_module
+
+    from bench import load
+    calls = []
+
+    class Op:
+        def __call__(self):
+            calls.append("op")
+            return 10
+
+        def tidy(self):
+            calls.append("tidy")
+            time_module.sleep(0.05)
+            if len(calls) == 4:
+                raise PermissionError(13, "Permission denied", "up-1.bin")
+    plan = load.Plan(("127.0.0.1", 1), duration=0.0, window=False, min_ops=3, max_ops=3)
+    result = load._client_loop(Op(), plan, time_module.monotonic())
+    assert calls == ["op", "tidy"] * 3
+    assert result["ops"] == 3 and result["errors"] == 0 and result["bytes"] == 30
+    latencies = array("d")
+    latencies.frombytes(result["latencies"])
+    assert max(latencies) < 0.05
+    assert result["messages"] == ["removing an upload: [Errno 13] Permission denied: 'up-1.bin'"]
+
+
+def test_both_transfer_phases_have_their_uploads_removed_from_the_storage(monkeypatch,
+                                                                          tmp_path):
+    """Every upload spec of the transfer and memory phases names the storage
+    folder, so that each file is removed after its upload."""
+    from types import SimpleNamespace
+
+    from bench.plan import Variant
+    seen = []
+
+    class Server:
+        address = ("127.0.0.1", 1)
+        label = "thread(10)"
+    monkeypatch.setattr(bench_run, "_transfer_server", lambda ws, variant, storage, phase:
+                        ("thread(10)", Server()))
+    monkeypatch.setattr(bench_run, "_server_info", lambda *a, **k: {"idle_rss_bytes": 1})
+    monkeypatch.setattr(bench_run, "_finish", lambda server, info: None)
+    monkeypatch.setattr(bench_run.time, "sleep", lambda seconds: None)
+    figures = {"mb_per_s": 1.0, "errors": 0, "ops": 1, "rss_peak_bytes": 2, "clients": 1,
+               "p50_ms": 1.0, "p99_ms": 1.0}
+
+    def measure(server, specs, plan):
+        seen.extend(specs)
+        return dict(figures)
+    monkeypatch.setattr(bench_run, "measure", measure)
+    monkeypatch.setattr(bench_run, "between_loopbacks",
+                        lambda server, specs, plan: measure(server, specs, plan))
+    variant = Variant("thread", "thread", transfers=(("UPLOAD", "10MB", 5),), memory=True)
+    args = SimpleNamespace(variants=[variant], transfer_seconds=0.0)
+    out = {"transfers": [], "memory": [], "servers": []}
+    bench_run.run_transfer_phase(None, args, out, str(tmp_path))
+    bench_run.run_memory_phase(None, args, out, str(tmp_path))
+    uploads = [spec for spec in seen if spec.op == "upload"]
+    assert len(uploads) == 10 and all(s.remove_from == str(tmp_path) for s in uploads)

@@ -2,13 +2,12 @@
 same sequential LIST connections, and their CPU per connection is printed."""
 
 import re
-import subprocess
-import sys
 
 import pytest
 
 from bench import connection_cost
-from server.launcher import REPO_ROOT
+
+from tests.support import usage_error
 
 
 @pytest.mark.integration
@@ -27,7 +26,4 @@ def test_it_serves_every_connection_and_prints_both_costs(capsys):
     (["--tree", "/nonexistent"], "--tree /nonexistent: no server package there"),
 ])
 def test_bad_arguments_are_refused_in_one_line(args, message):
-    done = subprocess.run([sys.executable, "-m", "bench.connection_cost", *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1].endswith(message)
+    assert usage_error("bench.connection_cost", *args).endswith(message)

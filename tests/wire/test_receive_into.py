@@ -165,6 +165,43 @@ def test_receive_into_asks_for_more_while_a_file_arrives():
     assert rooms == [wire.SMALL_RECV_BYTES, wire.SMALL_RECV_BYTES, 2 * wire.SMALL_RECV_BYTES]
 
 
+def test_each_file_starts_with_a_small_room_and_an_explicit_size_leaves_it():
+    """After a large upload the next one on the same connection starts small
+    again; a receive with an explicit size neither uses nor changes the room."""
+    rooms = []
+
+    def fill(buffer) -> int:
+        rooms.append(len(buffer))
+        buffer[:] = b"A" * len(buffer)
+        return len(buffer)
+
+    def send(data: bytes):
+        def recv_into(buffer) -> int:
+            rooms.append(len(buffer))
+            buffer[:len(data)] = data
+            return len(data)
+        return recv_into
+    requests = RequestDecoder()
+    for _ in range(2):
+        requests.receive_into(send(b"UPLOAD a "))
+        assert requests.next_event() == UploadStart("a")
+        rooms.clear()
+        for _ in range(6):
+            requests.receive_into(fill)
+            while requests.next_event() is not NEED_DATA:
+                pass
+        assert rooms[0] == wire.SMALL_RECV_BYTES and rooms[-1] == wire.RECV_BYTES
+        rooms.clear()
+        requests.receive_into(fill, 1000)
+        requests.receive_into(fill)
+        assert rooms == [1000, wire.RECV_BYTES]
+        requests.receive_into(send(b"\r\n\r\n"))
+        events = []
+        while (event := requests.next_event()) is not NEED_DATA:
+            events.append(event)
+        assert isinstance(events[-1], UploadEnd)        # ready for the next request
+
+
 def test_an_emptied_buffer_is_written_into_again():
     received = ReceiveBuffer()
     piece = os.urandom(200_000)
