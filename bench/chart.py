@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenarios.report import CHART_DPI, MODE_COLOURS, _error_bars, _pyplot, model_label
+from scenarios.report import CHART_DPI, MODE_COLOURS, error_bars, model_label, pyplot
 
 from .report import BARE_REFERENCES
 
@@ -205,7 +205,7 @@ def _title(out: dict) -> str:
 
 def _pyplot_or_unavailable():
     try:
-        return _pyplot()
+        return pyplot()
     except ImportError:
         raise ChartUnavailable("matplotlib is not installed (pip install -e '.[lab]')") \
             from None
@@ -224,7 +224,7 @@ def list_figure(out, source="bench result"):
     for index, line in enumerate(series):
         shift = (index - (len(series) - 1) / 2) * DODGE
         x = [levels.index(c) + shift for c in line.clients]
-        bars = _error_bars([{"ops": v, "ops_min": lo, "ops_max": hi} for v, lo, hi in
+        bars = error_bars([{"ops": v, "ops_min": lo, "ops_max": hi} for v, lo, hi in
                             zip(line.ops_per_s, line.ops_low, line.ops_high)], "ops")
         ops_axes.errorbar(x, line.ops_per_s, yerr=bars, capsize=3, marker=line.marker,
                           linestyle=line.linestyle, color=line.colour, label=line.legend)
@@ -256,7 +256,7 @@ def write_list_chart(out, path, source="bench result") -> Path:
     """Draw ``out``'s LIST chart into ``path`` (a PNG)."""
     path = Path(path)
     figure, _series = list_figure(out, source)
-    plt = _pyplot()
+    plt = pyplot()
     try:
         figure.savefig(path, dpi=CHART_DPI)
     except OSError as error:

@@ -565,8 +565,8 @@ POOL_MARKERS = ("o", "s", "^", "D", "v", "P")
 def write_charts(rows: list[dict], out: Path) -> list[Path]:
     """``course-<operation>.png`` for each operation: throughput per client against
     client workers, one panel per file volume, one line per (mode, pool)."""
-    from scenarios.report import CHART_DPI, CHART_SIZE_INCHES, MODE_COLOURS, _pyplot
-    plt = _pyplot()
+    from scenarios.report import CHART_DPI, CHART_SIZE_INCHES, MODE_COLOURS, pyplot
+    plt = pyplot()
     from matplotlib import ticker
     written = []
     for operation in OPERATIONS:

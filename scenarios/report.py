@@ -79,7 +79,8 @@ class ReportError(ValueError):
     """The folder cannot be reported on; one line."""
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -115,7 +116,7 @@ def _save(plt, figure, path: Path) -> Path:
     return path
 
 
-def _error_bars(rows: list[dict], key: str) -> list[list[float]]:
+def error_bars(rows: list[dict], key: str) -> list[list[float]]:
     """Repeated runs: from the median down to the lowest run and up to the highest."""
     return [[row[key] - row.get(f"{key}_min", row[key]) for row in rows],
             [row.get(f"{key}_max", row[key]) - row[key] for row in rows]]
@@ -130,7 +131,7 @@ def _pool_line_chart(plt, sweep: list[dict], key: str, label: str, title: str,
                       key=lambda row: row["pool"])
         if mine:
             axes.errorbar([pools.index(row["pool"]) for row in mine], [row[key] for row in mine],
-                          yerr=_error_bars(mine, key), capsize=4, marker="o", label=mode,
+                          yerr=error_bars(mine, key), capsize=4, marker="o", label=mode,
                           color=MODE_COLOURS.get(mode))
     axes.set_xticks(range(len(pools)), [str(p) for p in pools])
     axes.set_xlabel("pool size (threads or processes)")
@@ -188,7 +189,7 @@ def _capacity_chart(plt, rows: list[dict], path: Path) -> Path | None:
         mine = sorted((row for row in rows if row["mode"] == mode), key=lambda r: r["pool"])
         x = [pools.index(row["pool"]) for row in mine]
         axes.errorbar(x, [row["capacity_rps"] for row in mine],
-                      yerr=_error_bars(mine, "capacity_rps"), marker="o", capsize=4, label=mode,
+                      yerr=error_bars(mine, "capacity_rps"), marker="o", capsize=4, label=mode,
                       color=MODE_COLOURS.get(mode))
         for xi, row in zip(x, mine):
             if marked_saturated(row):
@@ -211,7 +212,7 @@ def _models_chart(plt, rows: list[dict], path: Path) -> Path | None:
         return None
     figure, axes = _figure(plt, "best against best: each model's highest capacity")
     values = [row["capacity_rps"] for row in best]
-    axes.bar(range(len(best)), values, 0.6, yerr=_error_bars(best, "capacity_rps"), capsize=6,
+    axes.bar(range(len(best)), values, 0.6, yerr=error_bars(best, "capacity_rps"), capsize=6,
              color=[MODE_COLOURS.get(row["mode"], "#7f7f7f") for row in best])
     for index, value in enumerate(values):
         axes.annotate(f"{value:,.0f}", (index, value / 2), ha="center", color="white")
@@ -263,7 +264,7 @@ def _latency_throughput_chart(plt, results: Path, rows: list[dict], path: Path) 
 
 def write_charts(rows: list[dict], charts: Path, results: Path | None = None) -> list[Path]:
     """The charts of ``rows`` (one per scenario, repeated runs aggregated)."""
-    plt = _pyplot()
+    plt = pyplot()
     charts.mkdir(exist_ok=True)
     written = [chart for chart in (
         _capacity_chart(plt, rows, charts / "capacity.png"),
@@ -556,4 +557,4 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-__all__ = ["CHART_PIXELS", "ReportError", "png_size", "write_report"]
+__all__ = ["CHART_PIXELS", "ReportError", "error_bars", "png_size", "pyplot", "write_report"]

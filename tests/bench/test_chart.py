@@ -115,7 +115,7 @@ def test_the_figure_has_both_panels_and_every_server_of_the_run():
         assert cpu["thread-ft-gil(50): Python 3.13.5, GIL on"] == [790]
     finally:
         figure.clear()
-        chart._pyplot().close(figure)
+        chart.pyplot().close(figure)
 
 
 def test_our_servers_wear_their_models_colours_and_references_are_dashed():
@@ -160,7 +160,7 @@ def test_an_older_file_and_a_level_missing_for_a_server_still_draw():
     assert series["process(50)"].clients == [1, 10]
     assert series["thread(50)"].ops_low == series["thread(50)"].ops_per_s    # one round: no bar
     figure, _ = chart.list_figure(out)
-    chart._pyplot().close(figure)
+    chart.pyplot().close(figure)
 
 
 # -- where it is written -----------------------------------------------------------------
