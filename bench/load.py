@@ -47,7 +47,8 @@ class ClientSpec:
     expected: int | None = None    # LIST: number of names expected
     seed: int = 0
     # UPLOAD: the server's storage folder, from which each uploaded file is
-    # removed after its upload, untimed (so that dirty pages do not pile up)
+    # removed after its upload, outside its latency (so that dirty pages do
+    # not pile up)
     remove_from: str | None = None
 
 

@@ -136,6 +136,11 @@ class _Decoder:
         self._input = ReceiveBuffer()
         self._bulk_room = SMALL_RECV_BYTES    # grows while receives fill it (see receive_into)
 
+    def _begin_file(self) -> None:
+        """A file's base64 starts: a fresh decoder, and the smallest receive room."""
+        self._b64 = Base64Decoder()
+        self._bulk_room = SMALL_RECV_BYTES
+
     def receive_data(self, data: bytes) -> None:
         """Bytes from the peer; ``b""`` at the end of the stream."""
         self._input.receive(data)
@@ -265,8 +270,7 @@ class RequestDecoder(_Decoder):
             return None     # "UPLOAD x\r\n\r\n...": parsed as a line (usage error)
         raw_name = self._input.take(name_end)[len(_UPLOAD_HEAD):]
         self._input.drop(1)
-        self._b64 = Base64Decoder()
-        self._bulk_room = SMALL_RECV_BYTES      # each body starts small (see receive_into)
+        self._begin_file()
         self._upload_size = 0
         self._body_chars = 0
         self._body_tail = b""
@@ -527,8 +531,7 @@ class ReplyDecoder(_Decoder):
         except (ValueError, RecursionError):
             raise ProtocolError("GET reply has a malformed data_namafile", fatal=True) from None
         self._input.drop(mark + len(_GET_FILE_MARK))
-        self._b64 = Base64Decoder()
-        self._bulk_room = SMALL_RECV_BYTES      # each file starts small (see receive_into)
+        self._begin_file()
         self.state = self.FILE_DATA
         return ReplyStart({"status": "OK", "data_namafile": name}, streamed=True)
 

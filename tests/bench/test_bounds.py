@@ -94,8 +94,8 @@ def test_fs_type_is_that_of_the_longest_mount_point_above_the_folder(tmp_path):
 
 
 def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
-    """No upload in the bench replaces a file (on ext4 a replacing rename makes
-    the file system write the new file out first): a client's repeated uploads
+    """No upload in the bench replaces a file (on ext4 a replacing rename starts
+    the new file's writeback inside the rename): a client's repeated uploads
     get fresh names, each removed after its upload when the storage folder is
     known, and the single-transfer rounds start with no upload left."""
     from bench import load
