@@ -72,10 +72,12 @@ class _Closed(Exception):
 
 
 class _Parked(Exception):
-    """The peer stalled: hand the connection back until it is ready."""
+    """The peer stalled: hand the connection back until it is ready.
+    ``_Parked(wait)``: what to wait for (no ``__init__``: raised on every connection)."""
 
-    def __init__(self, wait: int):
-        self.wait = wait
+    @property
+    def wait(self) -> int:
+        return self.args[0]
 
 
 class ConnectionHandler:
@@ -136,6 +138,21 @@ class ConnectionHandler:
 class Connection:
     """State of one connection, from accept to close."""
 
+    # what every connection starts with (a connection sets its own as they change)
+    upload = None
+    delivery: "_Delivery | None" = None
+    request_started: float | None = None    # first byte of the current request
+    request_bytes = 0                       # moved for the current request
+    requests = 0
+    answered = False                        # the current request got its reply
+    bytes_in = 0
+    bytes_out = 0
+    closed = False
+    _turn_started = _waited = 0.0
+    _turn_requests = 0
+    _pushed_back = None         # a request decoded but left for the next turn
+    _serving = False
+
     def __init__(self, sock, address, slot, handler: ConnectionHandler):
         self.sock = sock
         self.fd = sock.fileno()
@@ -145,24 +162,10 @@ class Connection:
         self.handler = handler
         self.storage = handler.storage
         self.decoder = wire.RequestDecoder(handler.max_line_bytes, handler.max_upload_bytes)
-        self.upload = None
-        self.delivery: _Delivery | None = None
-        self.started = time.monotonic()
-        self.last_activity = self.started
-        self.request_started: float | None = None    # first byte of the current request
-        self.request_bytes = 0                       # moved for the current request
-        self.requests = 0
-        self.answered = False                        # the current request got its reply
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.closed = False
-        self._turn_started = self._waited = 0.0
-        self._turn_requests = 0
-        self._pushed_back = None     # a request decoded but left for the next turn
+        self.started = self.last_activity = time.monotonic()
         # held while the socket is closed, by whoever may shut it down from
         # another thread (the pool's cut), so that it never meets a reused number
         self.close_lock = _NO_LOCK
-        self._serving = False
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -284,6 +287,11 @@ class Connection:
                     raise _Closed()
                 if self.answered and not self.in_transfer:
                     self._request_finished()  # a refused upload's body was skipped to its end
+                if self._turn_requests and not self.decoder.in_request:
+                    # answered, and nothing of another request is here: a client
+                    # reads its reply before it sends more, so a receive now
+                    # would find nothing (the worker is woken when it comes)
+                    raise _Parked(WAIT_READ)
                 self._receive()
                 continue
             if self.answered and isinstance(event, (Command, UploadStart)):
@@ -504,10 +512,22 @@ class Connection:
         self._stop_serving()
 
     def reply(self, command: str, payload: bytes, ok: bool = True) -> None:
-        """Count the request and queue its reply; ``_advance`` sends it (and
-        parks the connection if the peer does not take it)."""
+        """Count the request and send its reply, as much as the socket takes
+        now; ``_advance`` sends the rest (and parks the connection if the
+        peer does not take it).  Called only with no reply under way."""
         self.finish_request(command, ok)
-        self.delivery = _Delivery(payload=payload)
+        try:
+            sent = self.sock.send(payload)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            raise _Closed() from None
+        if sent:
+            self.last_activity = time.monotonic()
+            self.request_bytes += sent
+            self.count_out(sent)
+        if sent < len(payload):
+            self.delivery = _Delivery(payload=memoryview(payload)[sent:])
 
     def _flush_before_closing(self, patience: float) -> None:
         """The queued reply, sent now (waiting up to ``patience`` s for the peer):

@@ -58,7 +58,7 @@ class BatchingStreamHandler(logging.StreamHandler):
 
     def append_line(self, line: str) -> None:
         with self.lock:
-            if self._flusher_pid != os.getpid():
+            if self._flusher_pid is None:
                 self._start_flusher()       # first line in this process (or after fork)
             self._pending.append(line)
             burst = len(self._pending) >= self.MAX_PENDING
@@ -95,6 +95,9 @@ class BatchingStreamHandler(logging.StreamHandler):
         super().close()
 
 
+_MILLISECONDS = tuple(f",{n:03d}" for n in range(1000))     # asctime's last part
+
+
 class AccessLog:
     """The per-connection line, formatted without a LogRecord.
 
@@ -112,6 +115,8 @@ class AccessLog:
         # second with another's text
         self._second_text: tuple[int | None, str] = (None, "")
         self._fast = False          # not looked up yet (logging is configured later)
+        # (thread name, process name) -> the format with all but asctime and message filled in
+        self._layouts: dict[tuple[str, str], str] = {}
 
     def _fast_path(self):
         logger = self.logger
@@ -143,9 +148,19 @@ class AccessLog:
         if second != cached_second:
             second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
             self._second_text = (second, second_text)
-        handler.append_line(fmt % {
-            "asctime": f"{second_text},{int((now - second) * 1000):03d}",
-            "threadName": threading.current_thread().name,
-            "processName": multiprocessing.current_process().name,
-            "levelname": "INFO", "name": self.logger.name, "message": message,
-        } + handler.terminator)
+        names = (threading.current_thread().name, multiprocessing.current_process().name)
+        layout = self._layouts.get(names)
+        if layout is None:
+            layout = self._layouts[names] = self._layout(fmt, *names) + handler.terminator
+        handler.append_line(layout % {
+            "asctime": second_text + _MILLISECONDS[int((now - second) * 1000)],
+            "message": message})
+
+    def _layout(self, fmt: str, thread_name: str, process_name: str) -> str:
+        """``fmt`` with the fields that are the same on every line of this thread
+        filled in, ready for ``% {"asctime": ..., "message": ...}``."""
+        fixed = {"threadName": thread_name, "processName": process_name,
+                 "levelname": "INFO", "name": self.logger.name}
+        return fmt.replace("%%", "%%%%") % {
+            **{key: value.replace("%", "%%") for key, value in fixed.items()},
+            "asctime": "%(asctime)s", "message": "%(message)s"}

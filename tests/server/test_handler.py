@@ -241,6 +241,79 @@ def test_a_connection_without_a_whole_request_is_handed_back_at_once(driven, tmp
     assert d.connection.advance() == CLOSED
 
 
+class _CountingSocket:
+    """A socket whose receives are counted."""
+
+    def __init__(self, sock):
+        self._sock, self.receives = sock, 0
+
+    def recv(self, size):
+        self.receives += 1
+        return self._sock.recv(size)
+
+    def recv_into(self, buffer, size=0):
+        self.receives += 1
+        return self._sock.recv_into(buffer, size)
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def test_an_answered_connection_waits_without_receiving_again(driven):
+    d = driven()
+    counted = d.connection.sock = _CountingSocket(d.connection.sock)
+    replies = wire.ReplyDecoder()
+    d.client.sendall(b"LIST\r\n\r\n")
+    assert d.connection.advance() == WAIT_READ
+    assert read_reply(d.client, replies) == {"status": "OK", "data": []}
+    assert counted.receives == 1            # the request; no read after the reply
+    d.client.sendall(b"LIST\r\n\r\nLIST\r\n\r\n")     # two at once: both answered
+    assert d.connection.advance() == WAIT_READ
+    assert [read_reply(d.client, replies) for _ in range(2)] == [
+        {"status": "OK", "data": []}] * 2
+    assert counted.receives == 2
+    assert d.table.rows()[0]["requests"] == 3
+
+
+def test_when_stopping_an_answered_connection_closes_at_its_next_turn(tmp_path):
+    stopping = False
+    client, server_end = socket.socketpair()
+    client.settimeout(10)
+    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(), lambda: stopping)
+    connection = handler.open(server_end, ("127.0.0.1", 40002), WorkerTable(1).slot(0))
+    try:
+        client.sendall(b"LIST\r\n\r\n")
+        assert connection.advance() == WAIT_READ
+        assert read_reply(client) == {"status": "OK", "data": []}
+        stopping = True
+        assert connection.advance() == CLOSED     # what a worker winding down does
+        assert client.recv(1) == b""
+    finally:
+        connection.close()
+        client.close()
+
+
+def test_a_reply_the_socket_does_not_take_whole_is_finished_when_the_peer_reads(
+        driven, tmp_path):
+    names = [f"{index:04d}-" + "n" * 120 for index in range(1500)]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    d = driven()
+    d.connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    d.client.sendall(b"LIST\r\n\r\n")
+    assert d.connection.advance() == WAIT_WRITE         # the rest waits for the reader
+    assert d.table.rows()[0]["requests"] == 1           # counted before it is all out
+    received = {}
+    reader = threading.Thread(target=lambda: received.update(read_reply(d.client)))
+    reader.start()
+    wait = WAIT_WRITE
+    while wait == WAIT_WRITE:
+        wait = d.connection.advance()
+    reader.join(10)
+    assert wait == WAIT_READ and not d.connection.in_request
+    assert received == {"status": "OK", "data": names}
+
+
 def test_a_get_to_a_reader_that_stalls_is_parked_and_resumed(driven, tmp_path):
     content = os.urandom(8 * 1024 * 1024)
     (tmp_path / "big.bin").write_bytes(content)
