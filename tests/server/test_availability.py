@@ -202,11 +202,16 @@ def test_connections_beyond_max_connections_wait_in_the_backlog(mode, tmp_path):
         assert server.stop() == 0, server.log()
 
 
+def server_with_64_open_files(storage, mode: str, pool: int, log_path,
+                              **settings) -> launcher.ServerProcess:
+    """A server (not started yet) whose open-file limit is 64, soft and hard."""
+    return launcher.ServerProcess(storage, mode, pool, log_path=log_path,
+                                  wrapper=["prlimit", "--nofile=64:64", "--"], **settings)
+
+
 def test_a_pool_that_cannot_have_its_open_files_refuses_to_start(tmp_path):
-    server = ServerProcess.__new__(ServerProcess)      # not started by the constructor
-    launcher.ServerProcess.__init__(server, tmp_path / "files", "thread", 100,
-                                    log_path=tmp_path / "server.log",
-                                    wrapper=["prlimit", "--nofile=64:64", "--"])
+    server = server_with_64_open_files(tmp_path / "files", "thread", 100,
+                                       tmp_path / "server.log")
     with pytest.raises(RuntimeError):
         server.start()
     log = (tmp_path / "server.log").read_text()
@@ -228,10 +233,8 @@ def test_out_of_file_descriptors_requests_are_answered(mode, tmp_path):
     storage = tmp_path / "files"
     storage.mkdir()
     (storage / "a.txt").write_bytes(b"hello")
-    server = ServerProcess.__new__(ServerProcess)
-    launcher.ServerProcess.__init__(server, storage, mode, 1, log_path=tmp_path / "server.log",
-                                    wrapper=["prlimit", "--nofile=64:64", "--"],
-                                    stats_interval=0, ready_timeout=20)
+    server = server_with_64_open_files(storage, mode, 1, tmp_path / "server.log",
+                                       stats_interval=0, ready_timeout=20)
     server.start()
     idle = []
     try:
