@@ -1,31 +1,31 @@
 """A plain asyncio server answering LIST: the "best plain Python" baseline.
 
-Same reply format as the real server (one JSON object + ``\\r\\n\\r\\n``),
-reading the storage folder with ``os.scandir`` on every request.  Anything
-but LIST gets an error reply.  Run: ``python -m bench.asyncio_list --port P
---storage DIR [--style protocol|streams]``; SIGTERM/SIGINT stop it.
+Same reply as the real server, made by the same code (``server.storage.names_in``
+reads the folder on every request, ``wire.ok_reply`` encodes the names), so
+that every server in the bench does the same work per LIST and only what is
+around it differs.  Anything but LIST gets an error reply.  Run:
+``python -m bench.asyncio_list --port P --storage DIR [--style protocol|streams]``;
+SIGTERM/SIGINT stop it.
 """
 
 import argparse
 import asyncio
-import json
-import os
 import signal
 
-TERMINATOR = b"\r\n\r\n"
+import wire
+from server.storage import names_in
+
+TERMINATOR = wire.TERMINATOR
 
 
 def list_reply(root: str) -> bytes:
-    with os.scandir(root) as entries:
-        names = sorted(e.name for e in entries
-                       if not e.name.startswith(".") and e.is_file(follow_symlinks=False))
-    return json.dumps({"status": "OK", "data": names}).encode("ascii") + TERMINATOR
+    return wire.ok_reply(names_in(root))
 
 
 def answer(line: bytes, root: str) -> bytes:
     if line.strip().upper() == b"LIST":
         return list_reply(root)
-    return json.dumps({"status": "ERROR", "data": "only LIST here"}).encode() + TERMINATOR
+    return wire.error_reply("only LIST here")
 
 
 class ListProtocol(asyncio.Protocol):

@@ -31,7 +31,7 @@ import stat
 import tempfile
 
 __all__ = ["StorageError", "StorageInUseError", "Storage", "StorageLock", "Upload",
-           "validate_name", "MAX_NAME_BYTES", "TEMP_PREFIX", "LOCK_NAME"]
+           "names_in", "validate_name", "MAX_NAME_BYTES", "TEMP_PREFIX", "LOCK_NAME"]
 
 log = logging.getLogger("server.storage")
 
@@ -137,6 +137,17 @@ class StorageLock:
         self.close()
 
 
+def names_in(folder: str) -> list[str]:
+    """What LIST shows of ``folder``: its regular files (not symlinks) whose
+    names do not start with a dot, sorted.  ``OSError`` if it cannot be read."""
+    with os.scandir(folder) as entries:
+        # is_file() swallows a file deleted meanwhile; other errors reach us
+        names = [entry.name for entry in entries
+                 if entry.name[0] != "." and entry.is_file(follow_symlinks=False)]
+    names.sort()
+    return names
+
+
 class Storage:
     """Files of one folder.  ``root`` is created if missing."""
 
@@ -184,11 +195,7 @@ class Storage:
 
     def list_names(self) -> list[str]:
         try:
-            with os.scandir(self.root) as entries:
-                # is_file() swallows a file deleted meanwhile; other errors reach us
-                return sorted(entry.name for entry in entries
-                              if not entry.name.startswith(".")
-                              and entry.is_file(follow_symlinks=False))
+            return names_in(self.root)
         except OSError as exc:
             raise StorageError(f"cannot list files: {_reason(exc)}") from None
 

@@ -410,7 +410,20 @@ def encode_reply(reply: dict) -> bytes:
 
 
 def ok_reply(data) -> bytes:
+    if type(data) is list:
+        # LIST's names, on every LIST: the same text, without the encoder's per-call set-up
+        try:
+            items = ", ".join(map(_quote_ascii, data))
+        except TypeError:
+            pass                        # not all strings: the encoder's way
+        else:
+            return _OK_LIST_HEAD + items.encode("ascii") + _OK_LIST_TAIL
     return encode_reply({"status": "OK", "data": data})
+
+
+_quote_ascii = json.encoder.encode_basestring_ascii   # a JSON string, as json.dumps quotes it
+_OK_LIST_HEAD = b'{"status": "OK", "data": ['
+_OK_LIST_TAIL = b"]}" + TERMINATOR
 
 
 def error_reply(message: str) -> bytes:

@@ -1,6 +1,7 @@
 """Hypothesis properties of the request side and of the streaming base64 codecs."""
 
 import base64
+import json
 import binascii
 
 import pytest
@@ -254,3 +255,10 @@ def test_good_requests_after_a_non_fatal_error_still_decode(reqs, junk, data):
     raw += b"".join(wire.encode_request(*r) for r in reqs)
     events = normalize_requests(drive_requests(chunkings(data, raw)))
     assert coarse(events) == coarse(first) + expected_events(reqs)
+
+
+@given(data=st.one_of(st.lists(st.text()), st.lists(st.one_of(st.text(), st.integers())),
+                      st.text(), st.dictionaries(st.text(), st.text())))
+def test_ok_reply_is_json_dumps_text(data):
+    assert wire.ok_reply(data) == (
+        json.dumps({"status": "OK", "data": data}).encode("ascii") + TERM)
