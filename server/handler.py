@@ -15,8 +15,8 @@ peer:
 * a connection whose next request has not fully arrived (idle, or a
   request line still trickling in) is handed back at once, so idle and
   slowloris clients hold no worker;
-* in the middle of an UPLOAD body or a reply (every reply is queued and
-  sent from ``_advance``), a peer that has kept the worker waiting for
+* in the middle of an UPLOAD body or a reply (what the socket does not
+  take at once is queued and sent from ``_advance``), a peer that has kept the worker waiting for
   ``PARK_AFTER_SECONDS`` in all during one ``advance()`` (a turn) gets the
   same treatment: the transfer is parked with its state (decoder,
   temporary file, open file and encoder) and resumed when the peer is
@@ -287,10 +287,12 @@ class Connection:
                     raise _Closed()
                 if self.answered and not self.in_transfer:
                     self._request_finished()  # a refused upload's body was skipped to its end
-                if self._turn_requests and not self.decoder.in_request:
+                if (self._turn_requests and not self.decoder.in_request
+                        and not self.handler.should_stop()):
                     # answered, and nothing of another request is here: a client
-                    # reads its reply before it sends more, so a receive now
-                    # would find nothing (the worker is woken when it comes)
+                    # usually reads its reply before it sends more, so a receive
+                    # now would find nothing (epoll wakes the worker when it comes).
+                    # Not when stopping: it reads, so a peer already gone is closed now.
                     raise _Parked(WAIT_READ)
                 self._receive()
                 continue
@@ -606,12 +608,12 @@ _NO_LOCK = contextlib.nullcontext()
 
 class _Delivery:
     """A reply under way and the bytes of it not yet sent (``pieces``, none
-    empty): a whole small reply (``payload``), or a GET's, read from its open
-    file and encoded as it goes."""
+    empty): the rest of a small reply the socket did not take at once
+    (``payload``), or a GET's, read from its open file and encoded as it goes."""
 
     __slots__ = ("name", "source", "reply", "pieces", "finished")
 
-    def __init__(self, name: str | None = None, source=None, payload: bytes = b""):
+    def __init__(self, name: str | None = None, source=None, payload=b""):
         self.name = name
         self.source = source
         self.reply = wire.get_reply_stream(name) if source is not None else None

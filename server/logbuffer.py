@@ -122,11 +122,14 @@ class AccessLog:
         logger = self.logger
         while logger:
             for handler in logger.handlers:
-                fmt = getattr(handler.formatter, "_fmt", None) or ""
+                formatter = handler.formatter
+                fmt = getattr(formatter, "_fmt", None) or ""
                 keys = set(re.findall(r"%\((\w+)\)s", fmt))
                 if (isinstance(handler, BatchingStreamHandler) and keys <= self._FAST_KEYS
-                        and type(handler.formatter) is logging.Formatter
-                        and handler.formatter.datefmt is None):
+                        and type(formatter) is logging.Formatter
+                        and type(formatter._style) is logging.PercentStyle
+                        and not re.search(r"%\(\w*\)[^s]", fmt)   # only plain %(key)s
+                        and formatter.datefmt is None):
                     return handler, fmt
                 return None
             logger = logger.parent if logger.propagate else None

@@ -3,6 +3,7 @@
 import base64
 import errno
 import hashlib
+import logging
 import os
 import socket
 import threading
@@ -291,6 +292,16 @@ def test_when_stopping_an_answered_connection_closes_at_its_next_turn(tmp_path):
     finally:
         connection.close()
         client.close()
+
+
+def test_a_reply_to_a_peer_that_is_gone_closes_the_connection_quietly(driven, caplog):
+    d = driven()
+    d.client.sendall(b"LIST\r\n\r\n")
+    d.client.close()                        # gone before the reply is sent
+    with caplog.at_level(logging.INFO, logger="server"):
+        assert d.connection.advance() == CLOSED
+    assert d.table.rows()[0]["LIST_OK"] == 1
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_a_reply_the_socket_does_not_take_whole_is_finished_when_the_peer_reads(

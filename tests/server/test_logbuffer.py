@@ -42,6 +42,22 @@ def test_access_line_is_what_logging_itself_writes(logger, pool):
     assert re.fullmatch(LINE % (name, "via logging"), second)
 
 
+@pytest.mark.parametrize("formatter", [
+    logging.Formatter("%(message).5s|%(name)-16s|%(levelno)d|%(threadName)s"),
+    logging.Formatter("{levelname} {message}!", style="{"),
+])
+def test_access_line_in_formats_beyond_plain_keys_is_what_logging_writes(logger, formatter):
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger.addHandler(handler)
+    AccessLog(logger).info("via the access log")
+    logger.info("via the access log")
+    handler.flush()
+    first, second = stream.getvalue().splitlines()
+    assert first == second
+
+
 def test_access_log_respects_the_level_and_other_handlers(logger):
     stream = io.StringIO()
     plain = logging.StreamHandler(stream)
