@@ -16,8 +16,9 @@ peer:
   request line still trickling in) is handed back at once, so idle and
   slowloris clients hold no worker;
 * in the middle of an UPLOAD body or a reply (what the socket does not
-  take at once is queued and sent from ``_advance``), a peer that has kept the worker waiting for
-  ``PARK_AFTER_SECONDS`` in all during one ``advance()`` (a turn) gets the
+  take at once is queued and sent from ``_advance``), a peer that has kept
+  the worker waiting for ``PARK_AFTER_SECONDS`` in all during one
+  ``advance()`` (a turn) gets the
   same treatment: the transfer is parked with its state (decoder,
   temporary file, open file and encoder) and resumed when the peer is
   ready again;
@@ -457,9 +458,12 @@ class Connection:
         except OSError:
             raise _Closed() from None
         delivery.sent(sent)
+        self._reply_bytes_sent(sent)
+
+    def _reply_bytes_sent(self, count: int) -> None:
         self.last_activity = time.monotonic()
-        self.request_bytes += sent
-        self.count_out(sent)
+        self.request_bytes += count
+        self.count_out(count)
 
     def start_upload(self, name: str) -> None:
         try:
@@ -525,9 +529,7 @@ class Connection:
         except OSError:
             raise _Closed() from None
         if sent:
-            self.last_activity = time.monotonic()
-            self.request_bytes += sent
-            self.count_out(sent)
+            self._reply_bytes_sent(sent)
         if sent < len(payload):
             self.delivery = _Delivery(payload=memoryview(payload)[sent:])
 

@@ -227,6 +227,18 @@ class Driven:
     def busy(self) -> int:
         return self.table.rows()[0]["busy"]
 
+    def advance_while_the_client_reads(self) -> tuple[int, dict]:
+        """Advance a connection parked on writing while the client reads its
+        reply; (what it waits for then, the reply)."""
+        received = {}
+        reader = threading.Thread(target=lambda: received.update(read_reply(self.client)))
+        reader.start()
+        wait = WAIT_WRITE
+        while wait == WAIT_WRITE:
+            wait = self.connection.advance()
+        reader.join(10)
+        return wait, received
+
 
 def test_a_connection_without_a_whole_request_is_handed_back_at_once(driven, tmp_path):
     d = driven()
@@ -314,13 +326,7 @@ def test_a_reply_the_socket_does_not_take_whole_is_finished_when_the_peer_reads(
     d.client.sendall(b"LIST\r\n\r\n")
     assert d.connection.advance() == WAIT_WRITE         # the rest waits for the reader
     assert d.table.rows()[0]["requests"] == 1           # counted before it is all out
-    received = {}
-    reader = threading.Thread(target=lambda: received.update(read_reply(d.client)))
-    reader.start()
-    wait = WAIT_WRITE
-    while wait == WAIT_WRITE:
-        wait = d.connection.advance()
-    reader.join(10)
+    wait, received = d.advance_while_the_client_reads()
     assert wait == WAIT_READ and not d.connection.in_request
     assert received == {"status": "OK", "data": names}
 
@@ -335,13 +341,7 @@ def test_a_get_to_a_reader_that_stalls_is_parked_and_resumed(driven, tmp_path):
     sent_so_far = d.table.rows()[0]["bytes_out"]
     assert 0 < sent_so_far < len(content)
 
-    received = {}
-    reader = threading.Thread(target=lambda: received.update(read_reply(d.client)))
-    reader.start()
-    wait = WAIT_WRITE
-    while wait == WAIT_WRITE:
-        wait = d.connection.advance()
-    reader.join(10)
+    wait, received = d.advance_while_the_client_reads()
     assert wait == WAIT_READ and not d.connection.in_request
     assert received["data_file_bytes"] == content
     assert d.table.rows()[0]["GET_OK"] == 1
