@@ -153,6 +153,9 @@ class Connection:
     _turn_requests = 0
     _pushed_back = None         # a request decoded but left for the next turn
     _serving = False
+    # nothing of a request has arrived, no reply is under way: the next turn
+    # starts with a receive (``_serve_arrival``)
+    _between_requests = True
 
     def __init__(self, sock, address, slot, handler: ConnectionHandler):
         self.sock = sock
@@ -168,10 +171,6 @@ class Connection:
         # another thread (the pool's cut), so that it never meets a reused number
         self.close_lock = _NO_LOCK
         sock.setblocking(False)
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass                        # not TCP (a Unix socket in a test)
 
     def fileno(self) -> int:
         """The socket's descriptor number, also once closed (the worker's key)."""
@@ -199,6 +198,10 @@ class Connection:
         self._waited = 0.0
         self._turn_requests = 0
         try:
+            if self._between_requests:
+                wait = self._serve_arrival()
+                if wait is not None:
+                    return wait
             self._advance()
         except _Parked as parked:
             self._stop_serving()
@@ -259,6 +262,39 @@ class Connection:
         self.log_summary()
 
     # -- the loop -----------------------------------------------------------------
+    def _serve_arrival(self) -> int | None:
+        """The start of a turn between requests: receive, and when what came is
+        one whole request (as usual), serve it without the general loop.
+        Returns what to wait for, or None: ``_advance`` goes on from here."""
+        self._between_requests = False
+        try:
+            data = self.sock.recv(wire.SMALL_RECV_BYTES)
+        except BlockingIOError:
+            if self.handler.should_stop():
+                raise _Closed() from None
+            self._between_requests = True
+            return WAIT_READ
+        except OSError:
+            raise _Closed() from None
+        if not data:                     # a clean close between requests
+            self.close()
+            return CLOSED
+        self.last_activity = self.request_started = self._turn_started
+        self.count_in(len(data))
+        command = self.decoder.whole_request(data)
+        if command is None:
+            self.decoder.receive_data(data)
+            return None
+        self._turn_requests = 1
+        self._start_serving()
+        self._dispatch(command)
+        if self.delivery is not None or self.handler.should_stop():
+            return None                  # a reply still going out; or stopping (see _advance)
+        self._request_finished()
+        self._stop_serving()
+        self._between_requests = True
+        return WAIT_READ
+
     def _advance(self) -> None:
         while True:
             if self.delivery is not None:
@@ -294,6 +330,7 @@ class Connection:
                     # usually reads its reply before it sends more, so a receive
                     # now would find nothing (epoll wakes the worker when it comes).
                     # Not when stopping: it reads, so a peer already gone is closed now.
+                    self._between_requests = True
                     raise _Parked(WAIT_READ)
                 self._receive()
                 continue
@@ -659,9 +696,12 @@ def _format_peer(address) -> str:
     return str(address) or "local"
 
 
+_BYTES = tuple(f"{count} B" for count in range(1000))
+
+
 def _size(count: int) -> str:
     if count < 1000:
-        return f"{count} B"
+        return _BYTES[count]
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
         if count >= scale:
             return f"{count / scale:.1f} {unit}"

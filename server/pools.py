@@ -160,12 +160,14 @@ class Pool:
                         "workers stop accepting when it is reached", soft, ideal)
 
     def _prepare_listener(self) -> None:
-        """Non-blocking (workers race for each connection), and on TCP woken only
-        once a connection has sent something."""
+        """Non-blocking (workers race for each connection); on TCP woken only
+        once a connection has sent something, and with TCP_NODELAY, which every
+        accepted socket inherits (Linux): no setsockopt per connection."""
         self.listener.setblocking(False)
         if self.listener.family in (socket.AF_INET, socket.AF_INET6):
             self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
                                      DEFER_ACCEPT_SECONDS)
+            self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _worker_loop(self, slot) -> WorkerLoop:
         return WorkerLoop(self.listener, self.handler, slot, self.stop_signal.is_set,

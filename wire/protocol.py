@@ -86,6 +86,9 @@ class Command:
     name: str | None = None
 
 
+_LIST = Command("LIST")     # immutable: one for every LIST (a frozen dataclass is slow to make)
+
+
 @dataclass(frozen=True)
 class UploadStart:
     name: str
@@ -115,7 +118,7 @@ def _parse_line(line: bytes) -> Command:
     if verb == "LIST":
         if len(parts) != 1:
             raise ProtocolError("LIST takes no argument")
-        return Command("LIST")
+        return _LIST
     if verb in ("GET", "DELETE"):
         if len(parts) != 2 or not parts[1]:
             raise ProtocolError(f"usage: {verb} <name>")
@@ -132,9 +135,10 @@ def _parse_line(line: bytes) -> Command:
 class _Decoder:
     """What both decoders share: a ``ReceiveBuffer`` fed by ``receive_data()``."""
 
+    _bulk_room = SMALL_RECV_BYTES    # grows while receives fill it (see receive_into)
+
     def __init__(self) -> None:
         self._input = ReceiveBuffer()
-        self._bulk_room = SMALL_RECV_BYTES    # grows while receives fill it (see receive_into)
 
     def _begin_file(self) -> None:
         """A file's base64 starts: a fresh decoder, and the smallest receive room."""
@@ -189,18 +193,41 @@ class RequestDecoder(_Decoder):
     CLOSED = "CLOSED"
     BULK_STATES = (UPLOAD_BODY, SKIP_BODY)
 
+    # what every decoder starts with (one made per connection: each sets its
+    # own as they change)
+    state = IDLE
+    _b64: Base64Decoder | None = None
+    _upload_size = 0
+    # base64 text of the current upload body so far (decoded or skipped) and
+    # its last two characters: what a skipped body is measured by
+    _body_chars = 0
+    _body_tail = b""
+
     def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
                  max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES):
         super().__init__()
         self.max_line_bytes = max_line_bytes
         self.max_upload_bytes = max_upload_bytes
-        self.state = self.IDLE
-        self._b64: Base64Decoder | None = None
-        self._upload_size = 0
-        # base64 text of the current upload body so far (decoded or skipped) and
-        # its last two characters: what a skipped body is measured by
-        self._body_chars = 0
-        self._body_tail = b""
+
+    def whole_request(self, data) -> Command | None:
+        """The request ``data`` holds when it is exactly one whole request line
+        other than UPLOAD, with its terminator, and nothing is buffered: what
+        ``receive_data(data)`` then ``next_event()`` would give, without
+        buffering anything (a connection's request usually arrives so, in one
+        receive).  None otherwise, also for a line that breaks the protocol:
+        then pass ``data`` to ``receive_data()``, as always."""
+        if (self.state != self.IDLE or self._input.data or type(data) is not bytes
+                or not data.endswith(TERMINATOR)):
+            return None
+        end = data.find(TERMINATOR)
+        if end != len(data) - len(TERMINATOR) or end > self.max_line_bytes:
+            return None
+        if data[:len(_UPLOAD_HEAD)].upper() == _UPLOAD_HEAD:
+            return None
+        try:
+            return _parse_line(data[:end])
+        except ProtocolError:
+            return None
 
     def skip_upload(self) -> None:
         """Discard the rest of the current UPLOAD (the caller refused it).  The

@@ -34,12 +34,14 @@ _LEFT_BYTES = 64            # ... when no more than this is left in it
 
 
 class ReceiveBuffer:
+    # what every buffer starts with (each sets its own as they change)
+    searched = 0                # data[:searched] holds no terminator
+    eof = False
+    _filled_into = False        # data was last filled by receive_into
+    _spare: bytearray | None = None     # an emptied buffer, kept for receive_into
+
     def __init__(self) -> None:
         self.data = bytearray()
-        self.searched = 0           # data[:searched] holds no terminator
-        self.eof = False
-        self._filled_into = False   # data was last filled by receive_into
-        self._spare: bytearray | None = None    # an emptied buffer, kept for receive_into
 
     def receive(self, data) -> None:
         """Append ``data`` (any bytes-like object); ``b""`` records the end of the stream."""

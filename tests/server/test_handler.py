@@ -288,6 +288,27 @@ def test_an_answered_connection_waits_without_receiving_again(driven):
     assert d.table.rows()[0]["requests"] == 3
 
 
+def test_a_request_that_arrives_whole_is_counted_as_any_other(driven, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    d = driven()
+    d.client.sendall(b"LIST\r\n\r\n")
+    assert d.connection.advance() == WAIT_READ          # served in the turn's one receive
+    assert read_reply(d.client) == {"status": "OK", "data": ["a.txt"]}
+    row = d.table.rows()[0]
+    assert (row["requests"], row["LIST_OK"], row["bytes_in"], row["busy"]) == (1, 1, 8, 0)
+    assert row["bytes_out"] == len(wire.ok_reply(["a.txt"])) and row["busy_ns"] > 0
+    connection = d.connection
+    assert (connection.requests, connection.bytes_in, connection.request_started,
+            connection.in_request) == (1, 8, None, False)
+    d.client.sendall(b"GET a.txt\r\n\r\n")            # a reply under way: the general loop
+    assert d.connection.advance() == WAIT_READ
+    assert read_reply(d.client)["data_file_bytes"] == b"abc"
+    d.client.sendall(b"BOGUS\r\n\r\n")                # refused: the general loop reports it
+    assert d.connection.advance() == WAIT_READ
+    assert read_reply(d.client)["status"] == "ERROR"
+    assert d.table.rows()[0]["requests"] == 3 and d.connection.requests == 3
+
+
 def test_when_stopping_an_answered_connection_closes_at_its_next_turn(tmp_path):
     stopping = False
     client, server_end = socket.socketpair()

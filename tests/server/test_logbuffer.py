@@ -129,7 +129,7 @@ def test_access_lines_of_threads_in_different_seconds_keep_their_own_second(logg
     """The cached text of the current second is never paired with another thread's second."""
     clock = threading.local()
     monkeypatch.setattr(logbuffer, "time", types.SimpleNamespace(
-        time=lambda: clock.now, strftime=time.strftime, localtime=time.localtime))
+        time_ns=lambda: clock.now_ns, strftime=time.strftime, localtime=time.localtime))
     stream = io.StringIO()
     handler = BatchingStreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(asctime)s|%(message)s"))
@@ -139,7 +139,8 @@ def test_access_lines_of_threads_in_different_seconds_keep_their_own_second(logg
     start = threading.Barrier(workers)
 
     def work(index):
-        clock.now = base + 3600 * index + 0.25      # each thread lives in its own second
+        # each thread lives in its own second
+        clock.now_ns = (base + 3600 * index) * 10**9 + 250_000_000
         start.wait()
         for _ in range(lines):
             access_log.info(str(index))

@@ -2,11 +2,13 @@
 
 import socket
 import threading
+import time
 
 import pytest
 
 from server.config import ServerConfig
 from server.handler import ConnectionHandler
+from server.pools import PreforkPool, StopSignal, ThreadPool
 from server.stats import WorkerTable
 from server.storage import Storage
 from server.workerloop import WorkerLoop
@@ -62,3 +64,25 @@ def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
         thread.join(5)
         listener.close()
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("pool_class", [ThreadPool, PreforkPool])
+def test_a_pool_listener_hands_out_sockets_that_send_without_delay(tmp_path, pool_class):
+    """Connections no longer set TCP_NODELAY one by one: they inherit it from
+    the listener the pool prepared (Linux copies it into accepted sockets)."""
+    handler = ConnectionHandler(Storage(tmp_path), ServerConfig())
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        pool = pool_class(1, listener, handler, WorkerTable(1), StopSignal())
+        pool._prepare_listener()
+        with socket.create_connection(listener.getsockname(), timeout=5) as client:
+            client.sendall(b"LIST\r\n\r\n")          # TCP_DEFER_ACCEPT: after data
+            accepted = None
+            for _ in range(100):
+                try:
+                    accepted, _ = listener.accept()
+                    break
+                except BlockingIOError:
+                    time.sleep(0.05)
+            assert accepted is not None
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -48,7 +48,8 @@ class Fatal(Exception):
 
 
 def drive_requests(chunks, decoder: wire.RequestDecoder | None = None, *, eof: bool = True,
-                   check_memory: bool = True, **options) -> list:
+                   check_memory: bool = True, whole_requests: bool = False,
+                   **options) -> list:
     """Feed ``chunks`` then (optionally) EOF, draining events after each feed.
 
     Returns the events in order; a ProtocolError appears in the list as the
@@ -58,6 +59,8 @@ def drive_requests(chunks, decoder: wire.RequestDecoder | None = None, *, eof: b
     bounded by the input size), an UploadData is never larger than what the
     chunk just fed can account for, and after draining, an upload body leaves
     at most the 3 bytes that may start the terminator in the buffer.
+    With ``whole_requests`` each chunk is first offered to ``whole_request()``,
+    as the server does with what it receives between requests.
     """
     decoder = decoder or wire.RequestDecoder(**options)
     chunks = list(chunks)
@@ -66,6 +69,11 @@ def drive_requests(chunks, decoder: wire.RequestDecoder | None = None, *, eof: b
     events = []
     feeds = chunks + ([b""] if eof else [])
     for chunk in feeds:
+        request = decoder.whole_request(chunk) if whole_requests else None
+        if request is not None:
+            events.append(request)
+            budget -= 1
+            continue
         decoder.receive_data(chunk)
         while True:
             try:

@@ -52,14 +52,21 @@ def ends_at_eof(expected) -> bool:
 TRAILER_CASES = [name for name in CASE_NAMES if not ends_at_eof(load(name)[1])]
 
 
-def run(name, chunker, trailer=False):
+def run(name, chunker, trailer=False, whole_requests=False):
     raw, expected, options = load(name)
     if trailer:
         raw += TRAILER
         if not ends_fatal(expected):
             expected = expected + TRAILER_EVENTS
-    events = normalize_requests(drive_requests(chunker(raw), **options))
+    events = normalize_requests(drive_requests(chunker(raw), whole_requests=whole_requests,
+                                               **options))
     assert_matches(events, expected, name)
+
+
+def per_request(raw: bytes) -> list[bytes]:
+    """``raw`` cut after every terminator: each request as a server may receive it."""
+    pieces = raw.split(TERM)
+    return [piece + TERM for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
 
 
 def test_case_files_are_complete_and_well_formed():
@@ -82,6 +89,13 @@ def test_case_files_are_complete_and_well_formed():
 @pytest.mark.parametrize("name", CASE_NAMES)
 def test_whole(name):
     run(name, whole)
+
+
+@pytest.mark.parametrize("name", CASE_NAMES)
+@pytest.mark.parametrize("chunker", [whole, per_request], ids=["whole", "per-request"])
+def test_offered_as_whole_requests_first(name, chunker):
+    """What the server does between requests (``whole_request()``) decodes the same."""
+    run(name, chunker, trailer=name in TRAILER_CASES, whole_requests=True)
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)
@@ -119,7 +133,8 @@ def test_hypothesis_chunks(name, data):
     trailer = data.draw(st.booleans(), label="trailer") and name in TRAILER_CASES
     size = len(raw) + (len(TRAILER) if trailer else 0)
     points = data.draw(st.lists(st.integers(0, size), max_size=30), label="cuts")
-    run(name, lambda raw: cut(raw, points), trailer=trailer)
+    run(name, lambda raw: cut(raw, points), trailer=trailer,
+        whole_requests=data.draw(st.booleans(), label="whole_requests"))
 
 
 @pytest.mark.parametrize("name", CASE_NAMES)

@@ -67,6 +67,42 @@ def test_pipelined_requests_round_trip_in_any_chunking(reqs, data):
     assert events == expected_events(reqs)
 
 
+@given(reqs=st.lists(requests, min_size=1, max_size=8), data=st.data())
+def test_requests_offered_whole_first_round_trip(reqs, data):
+    """As the server receives between requests: each chunk offered to whole_request()."""
+    raw = b"".join(wire.encode_request(*r) for r in reqs)
+    events = drive_requests(chunkings(data, raw), whole_requests=True)
+    assert normalize_requests(events) == expected_events(reqs)
+
+
+lines = st.one_of(
+    st.sampled_from([b"LIST", b"list", b"GET a", b"get a b", b"DELETE x.txt", b"DELETE ",
+                     b"UPLOAD a YWJj", b"UPLOAD a", b"upload ", b"", b" ", b"NOPE",
+                     b"LIST\r\n\r\nLIST", b"LIST\r\n", b"LIST\r", b"\xff", "GET ı".encode()]),
+    st.binary(max_size=30))
+
+
+@given(line=lines, tail=st.sampled_from([TERM, b"", b"\r\n", TERM + b"LIST", TERM * 2]),
+       max_line=st.sampled_from([3, 4096]))
+def test_whole_request_is_what_receiving_then_decoding_give(line, tail, max_line):
+    data = line + tail
+    offered = wire.RequestDecoder(max_line_bytes=max_line)
+    request = offered.whole_request(data)
+    assert offered.state == offered.IDLE and offered.trailing_data == b""   # nothing kept
+    received = wire.RequestDecoder(max_line_bytes=max_line)
+    received.receive_data(data)
+    try:
+        event = received.next_event()
+    except ProtocolError:
+        event = None
+    if request is not None:
+        assert request == event
+        assert received.next_event() is wire.NEED_DATA and received.trailing_data == b""
+    elif (0 <= data.find(TERM) == len(data) - len(TERM) <= max_line
+          and not data.upper().startswith(b"UPLOAD ")):
+        assert event is None            # one whole line is given back only when it is wrong
+
+
 @given(reqs=st.lists(requests, min_size=1, max_size=5))
 def test_pipelined_requests_round_trip_byte_by_byte(reqs):
     raw = b"".join(wire.encode_request(*r) for r in reqs)
