@@ -287,7 +287,7 @@ class Connection:
             return None
         self._turn_requests = 1
         self._start_serving()
-        self._dispatch(command)
+        self._COMMANDS[command.verb](self, command)
         if self.delivery is not None or self.handler.should_stop():
             return None                  # a reply still going out; or stopping (see _advance)
         self._request_finished()
@@ -418,14 +418,14 @@ class Connection:
             self.request_started = time.monotonic()
 
     def _dispatch(self, event) -> None:
-        if isinstance(event, UploadData):
+        if isinstance(event, Command):
+            self._COMMANDS[event.verb](self, event)
+        elif isinstance(event, UploadData):
             self.write_upload(event.data)
         elif isinstance(event, UploadStart):
             self.start_upload(event.name)
         elif isinstance(event, UploadEnd):
             self.finish_upload()
-        elif isinstance(event, Command):
-            getattr(self, f"do_{event.verb.lower()}")(event)
 
     # -- commands ---------------------------------------------------------------
     def do_list(self, command: Command) -> None:
@@ -451,6 +451,8 @@ class Connection:
             self.reply("GET", error_reply(str(exc)), ok=False)
             return
         self.delivery = _Delivery(command.name, source)
+
+    _COMMANDS = {"LIST": do_list, "DELETE": do_delete, "GET": do_get}
 
     def _deliver(self) -> None:
         """Send the GET reply under way, reading and encoding the file as it goes."""
@@ -607,11 +609,11 @@ class Connection:
 
     def count_in(self, size: int) -> None:
         self.bytes_in += size
-        self.slot.add_bytes(received=size)
+        self.slot.received(size)
 
     def count_out(self, size: int) -> None:
         self.bytes_out += size
-        self.slot.add_bytes(sent=size)
+        self.slot.sent(size)
 
     # -- closing ------------------------------------------------------------------
     def linger(self) -> None:

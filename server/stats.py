@@ -102,18 +102,22 @@ class WorkerSlot:
         row[_BUSY_SINCE_NS] = now
         row[_BUSY] = 1
 
-    def add_bytes(self, received: int = 0, sent: int = 0) -> None:
+    def received(self, count: int) -> None:
         row = self._row
-        if received:
-            row[_BYTES_IN] += received
-            row[_CLIENT_BYTES_IN] += received
-        if sent:
-            row[_BYTES_OUT] += sent
-            row[_CLIENT_BYTES_OUT] += sent
+        row[_BYTES_IN] += count
+        row[_CLIENT_BYTES_IN] += count
+
+    def sent(self, count: int) -> None:
+        row = self._row
+        row[_BYTES_OUT] += count
+        row[_CLIENT_BYTES_OUT] += count
 
     def request_done(self, command: str, ok: bool) -> None:
         row = self._row
-        row[_RESULT.get((command, ok), _RESULT["OTHER", ok])] += 1
+        try:
+            row[_RESULT[command, ok]] += 1
+        except KeyError:
+            row[_RESULT["OTHER", ok]] += 1
         row[_REQUESTS] += 1
         row[_CLIENT_REQUESTS] += 1
 

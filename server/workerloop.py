@@ -50,6 +50,7 @@ class WorkerLoop:
     def __init__(self, listener: socket.socket, handler: ConnectionHandler, slot,
                  should_stop: Callable[[], bool], max_connections: int):
         self.listener = listener
+        self._listener_fd = listener.fileno()
         self.handler = handler
         self.slot = slot
         self.should_stop = should_stop
@@ -71,23 +72,31 @@ class WorkerLoop:
         self._accepting = False              # a new epoll set holds nothing yet
         listener = self.listener
         self._listener_kind = (int(listener.family), int(listener.type), listener.proto)
+        listener_fd = self._listener_fd
         self._waiting_for.clear()
+        connections = self.connections
         try:
             self._set_accepting(True)
             next_tick = time.monotonic() + TICK_SECONDS
             while True:
-                if self.should_stop():
+                stopping = self.should_stop()
+                if stopping:
                     self._wind_down()
-                if (self.should_stop() or self._listener_gone) and not self.connections:
+                if (stopping or self._listener_gone) and not connections:
                     return
                 if not self._accepting:
                     self._set_accepting(True)        # after a pause, or room again
-                ready, self._ready = self._ready, []
-                for fd, _events in self._epoll.poll(0 if ready else self._poll_seconds()):
-                    if fd == self._listener_fd:
+                ready = self._ready
+                if ready:
+                    self._ready = []
+                    timeout = 0
+                else:
+                    timeout = TICK_SECONDS if self._accepting else self._poll_seconds()
+                for fd, _events in self._epoll.poll(timeout):
+                    if fd == listener_fd:
                         self._accept()
                     else:
-                        connection = self.connections.get(fd)
+                        connection = connections.get(fd)
                         if connection is not None and connection not in ready:
                             self._advance(connection)
                 for connection in ready:
@@ -113,10 +122,6 @@ class WorkerLoop:
             self._forget(connection)
 
     # -- accepting ------------------------------------------------------------------
-    @property
-    def _listener_fd(self) -> int:
-        return self.listener.fileno()
-
     def _set_accepting(self, accepting: bool) -> None:
         if self.should_stop() or self._listener_gone:
             accepting = False
@@ -143,7 +148,9 @@ class WorkerLoop:
             self._accept_failed(exc)
             return
         try:
-            sock = socket.socket(*self._listener_kind, fileno=fd)
+            # the C socket type: its methods are all the handler needs, and it has
+            # no Python-level __init__ and close() to run for every connection
+            sock = socket.SocketType(*self._listener_kind, fd)
         except BaseException:
             os.close(fd)
             raise
@@ -155,9 +162,10 @@ class WorkerLoop:
             raise
         connection.close_lock = self._lock
         with self._lock:
-            self.connections[connection.fd] = connection
+            self.connections[fd] = connection
             if self._cut:                   # the pool cut while this one was accepted
                 sock.shutdown(socket.SHUT_RDWR)
+        self.slot.holding(len(self.connections))
         self._advance(connection)
         if len(self.connections) >= self.max_connections:
             self._set_accepting(False)
@@ -209,7 +217,6 @@ class WorkerLoop:
             self._forget(connection)
             return
         self._waiting_for[fd] = wait
-        self.slot.holding(len(self.connections))
 
     def _forget(self, connection: Connection) -> None:
         """Drop a closed connection (closing a socket removes it from epoll)."""

@@ -12,7 +12,7 @@ import pytest
 
 import wire
 from server.config import ServerConfig
-from server.handler import CLOSED, WAIT_READ, WAIT_WRITE, ConnectionHandler
+from server.handler import CLOSED, WAIT_READ, WAIT_WRITE, Connection, ConnectionHandler
 from server.stats import WorkerTable
 from server.storage import Storage
 from tests.support import read_reply, temp_files
@@ -427,3 +427,7 @@ def test_after_a_refused_upload_the_next_request_is_answered(session):
     assert reply["status"] == "ERROR"
     assert s.ask(b"BOGUS\r\n\r\n")["status"] == "ERROR"
     assert s.ask(b"LIST\r\n\r\n") == {"status": "OK", "data": []}
+
+
+def test_every_command_but_upload_has_its_method():
+    assert set(Connection._COMMANDS) == set(wire.COMMANDS) - {"UPLOAD"}

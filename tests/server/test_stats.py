@@ -22,7 +22,8 @@ def test_rows_written_by_their_own_threads_at_once_stay_exact():
         start.wait()
         for _ in range(rounds):
             slot.request_done("LIST", ok=True)
-            slot.add_bytes(received=3, sent=5)
+            slot.received(3)
+            slot.sent(5)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     for thread in threads:
@@ -102,8 +103,8 @@ def test_a_slot_writes_only_its_own_row_and_every_field_where_rows_read_it():
     slot.connection_opened()
     slot.holding(2)
     slot.serving(("10.1.2.3", 4567))
-    slot.add_bytes(received=11)
-    slot.add_bytes(sent=22)
+    slot.received(11)
+    slot.sent(22)
     slot.request_done("GET", ok=False)
     slot.request_done("NOSUCH", ok=True)          # counted as OTHER
     busy_row = table.rows()[1]
