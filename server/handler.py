@@ -156,6 +156,11 @@ class Connection:
     # nothing of a request has arrived, no reply is under way: the next turn
     # starts with a receive (``_serve_arrival``)
     _between_requests = True
+    # held while the socket is closed, by whoever may shut it down from another
+    # thread (the worker sets its own: the pool's cut), so that it never meets a
+    # reused number
+    close_lock = contextlib.nullcontext()
+    _decoder: "wire.RequestDecoder | None" = None
 
     def __init__(self, sock, address, slot, handler: ConnectionHandler):
         self.sock = sock
@@ -165,11 +170,7 @@ class Connection:
         self.slot = slot
         self.handler = handler
         self.storage = handler.storage
-        self.decoder = wire.RequestDecoder(handler.max_line_bytes, handler.max_upload_bytes)
         self.started = self.last_activity = time.monotonic()
-        # held while the socket is closed, by whoever may shut it down from
-        # another thread (the pool's cut), so that it never meets a reused number
-        self.close_lock = _NO_LOCK
         sock.setblocking(False)
 
     def fileno(self) -> int:
@@ -177,16 +178,29 @@ class Connection:
         return self.fd
 
     @property
+    def decoder(self) -> wire.RequestDecoder:
+        """The connection's request decoder, made at its first need: a request
+        that arrives whole is served without one (``_serve_arrival``)."""
+        decoder = self._decoder
+        if decoder is None:
+            handler = self.handler
+            decoder = self._decoder = wire.RequestDecoder(handler.max_line_bytes,
+                                                          handler.max_upload_bytes)
+        return decoder
+
+    @property
     def in_request(self) -> bool:
         """Part of a request has arrived, a worker is serving one (its reply may
         not be out yet), or a reply is still going out."""
-        return self._serving or self.delivery is not None or self.decoder.in_request
+        return (self._serving or self.delivery is not None
+                or (self._decoder is not None and self._decoder.in_request))
 
     @property
     def in_transfer(self) -> bool:
         """An UPLOAD body or a GET reply is under way (a worker has started it)."""
-        return self.delivery is not None or self.decoder.state in (
-            self.decoder.UPLOAD_BODY, self.decoder.SKIP_BODY, self.decoder.UPLOAD_ENDING)
+        decoder = self._decoder
+        return self.delivery is not None or (decoder is not None and decoder.state in (
+            decoder.UPLOAD_BODY, decoder.SKIP_BODY, decoder.UPLOAD_ENDING))
 
     # -- what a worker calls ----------------------------------------------------
     def advance(self) -> int:
@@ -281,7 +295,8 @@ class Connection:
             return CLOSED
         self.last_activity = self.request_started = self._turn_started
         self.count_in(len(data))
-        command = self.decoder.whole_request(data)
+        # nothing is buffered between requests: no decoder needed if it came whole
+        command = wire.whole_request(data, self.handler.max_line_bytes)
         if command is None:
             self.decoder.receive_data(data)
             return None
@@ -296,14 +311,15 @@ class Connection:
         return WAIT_READ
 
     def _advance(self) -> None:
+        decoder = self.decoder
         while True:
             if self.delivery is not None:
                 self._start_serving()
                 self._deliver()
                 continue
-            skipping = self.decoder.state == self.decoder.SKIP_BODY
+            skipping = decoder.state == decoder.SKIP_BODY
             try:
-                event, self._pushed_back = self._pushed_back or self.decoder.next_event(), None
+                event, self._pushed_back = self._pushed_back or decoder.next_event(), None
             except ProtocolError as exc:
                 if not (skipping and exc.fatal and self.answered):
                     self.reject(exc)      # else: an upload refused already broke a limit too
@@ -320,11 +336,11 @@ class Connection:
                     self._request_finished()
                 continue
             if event is NEED_DATA:
-                if self.decoder.state == self.decoder.CLOSED:
+                if decoder.state == decoder.CLOSED:
                     raise _Closed()
                 if self.answered and not self.in_transfer:
                     self._request_finished()  # a refused upload's body was skipped to its end
-                if (self._turn_requests and not self.decoder.in_request
+                if (self._turn_requests and not decoder.in_request
                         and not self.handler.should_stop()):
                     # answered, and nothing of another request is here: a client
                     # usually reads its reply before it sends more, so a receive
@@ -414,7 +430,7 @@ class Connection:
         self.answered = False
         self.request_started = None
         self.request_bytes = 0
-        if self.decoder.in_request:        # a pipelined request has begun
+        if self._decoder is not None and self._decoder.in_request:  # a pipelined one began
             self.request_started = time.monotonic()
 
     def _dispatch(self, event) -> None:
@@ -642,9 +658,6 @@ class Connection:
         access_log.info(f"client {self.peer} closed: {self.requests} requests, "
                         f"in {_size(self.bytes_in)}, out {_size(self.bytes_out)}, "
                         f"{seconds:.3f} s, {rate:.1f} KB/s")
-
-
-_NO_LOCK = contextlib.nullcontext()
 
 
 class _Delivery:

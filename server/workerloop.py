@@ -91,6 +91,7 @@ class WorkerLoop:
                     self._ready = []
                     timeout = 0
                 else:
+                    ready = ()               # self._ready fills for the next pass
                     timeout = TICK_SECONDS if self._accepting else self._poll_seconds()
                 for fd, _events in self._epoll.poll(timeout):
                     if fd == listener_fd:

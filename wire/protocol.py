@@ -30,7 +30,8 @@ __all__ = [
     "TERMINATOR", "NEED_DATA", "COMMANDS", "DEFAULT_PORT", "DEFAULT_METRICS_PORT",
     "DEFAULT_MAX_LINE_BYTES", "DEFAULT_MAX_UPLOAD_BYTES", "DEFAULT_MAX_REPLY_BYTES",
     "ProtocolError", "Command", "UploadStart", "UploadData", "UploadEnd",
-    "RequestDecoder", "encode_request", "upload_request_head", "upload_request_stream",
+    "RequestDecoder", "whole_request", "encode_request", "upload_request_head",
+    "upload_request_stream",
     "encode_reply", "ok_reply", "error_reply",
     "get_reply_prefix", "GET_REPLY_SUFFIX", "get_reply_stream",
     "ReplyStart", "ReplyData", "ReplyEnd", "ReplyClosed", "ReplyDecoder",
@@ -132,6 +133,26 @@ def _parse_line(line: bytes) -> Command:
         f"unknown command {shown!r}; expected one of {', '.join(COMMANDS)}")
 
 
+def whole_request(data, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Command | None:
+    """The request ``data`` holds when it is exactly one whole request line other
+    than UPLOAD, with its terminator: what a ``RequestDecoder`` idle with nothing
+    buffered would give for ``receive_data(data)`` then ``next_event()``, without
+    one (a connection's request usually arrives so, in one receive).  None
+    otherwise, also for a line that breaks the protocol: then pass ``data`` to a
+    decoder's ``receive_data()``, as always."""
+    if type(data) is not bytes or not data.endswith(TERMINATOR):
+        return None
+    end = data.find(TERMINATOR)
+    if end != len(data) - len(TERMINATOR) or end > max_line_bytes:
+        return None
+    if data[:len(_UPLOAD_HEAD)].upper() == _UPLOAD_HEAD:
+        return None
+    try:
+        return _parse_line(data[:end])
+    except ProtocolError:
+        return None
+
+
 class _Decoder:
     """What both decoders share: a ``ReceiveBuffer`` fed by ``receive_data()``."""
 
@@ -210,24 +231,11 @@ class RequestDecoder(_Decoder):
         self.max_upload_bytes = max_upload_bytes
 
     def whole_request(self, data) -> Command | None:
-        """The request ``data`` holds when it is exactly one whole request line
-        other than UPLOAD, with its terminator, and nothing is buffered: what
-        ``receive_data(data)`` then ``next_event()`` would give, without
-        buffering anything (a connection's request usually arrives so, in one
-        receive).  None otherwise, also for a line that breaks the protocol:
-        then pass ``data`` to ``receive_data()``, as always."""
-        if (self.state != self.IDLE or self._input.data or type(data) is not bytes
-                or not data.endswith(TERMINATOR)):
+        """``whole_request(data)`` for this decoder, which must be idle with
+        nothing buffered (None otherwise)."""
+        if self.state != self.IDLE or self._input.data:
             return None
-        end = data.find(TERMINATOR)
-        if end != len(data) - len(TERMINATOR) or end > self.max_line_bytes:
-            return None
-        if data[:len(_UPLOAD_HEAD)].upper() == _UPLOAD_HEAD:
-            return None
-        try:
-            return _parse_line(data[:end])
-        except ProtocolError:
-            return None
+        return whole_request(data, self.max_line_bytes)
 
     def skip_upload(self) -> None:
         """Discard the rest of the current UPLOAD (the caller refused it).  The

@@ -156,7 +156,9 @@ def test_a_stalled_upload_holds_a_connection_but_no_worker(fresh_server):
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             stats = fresh_server.stats()
-            if stats["totals"]["bytes_in"] >= 4000 and stats["open_connections"] == 1:
+            # its worker waits briefly for more (PARK_AFTER_SECONDS), then parks it
+            if (stats["totals"]["bytes_in"] >= 4000 and stats["open_connections"] == 1
+                    and stats["workers_busy"] == 0):
                 break
             time.sleep(0.05)
         assert stats["open_connections"] == 1

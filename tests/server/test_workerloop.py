@@ -1,5 +1,6 @@
 """One WorkerLoop on a real listener, in a thread: no pool, no process."""
 
+import contextlib
 import socket
 import threading
 import time
@@ -7,7 +8,7 @@ import time
 import pytest
 
 from server.config import ServerConfig
-from server.handler import ConnectionHandler
+from server.handler import CLOSED, READY, ConnectionHandler
 from server.pools import PreforkPool, StopSignal, ThreadPool
 from server.stats import WorkerTable
 from server.storage import Storage
@@ -31,24 +32,36 @@ class FailingOnce(ConnectionHandler):
         return super().open(sock, address, slot)
 
 
-def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
+@contextlib.contextmanager
+def a_loop_in_a_thread(handler, runner=None):
+    """A WorkerLoop on a new listener, run in a thread (by ``runner(loop, stop)``
+    if given); yields the port.  On the way out: stops it, checks it ended."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stop = threading.Event()
-    handler = FailingOnce(Storage(tmp_path), ServerConfig(timeout=5.0))
     loop = WorkerLoop(listener, handler, WorkerTable(1).slot(0), stop.is_set, 10)
+    thread = threading.Thread(target=(lambda: runner(loop, stop)) if runner else loop.run)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(10)
+        listener.close()
+    assert not thread.is_alive()
+
+
+def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
+    handler = FailingOnce(Storage(tmp_path), ServerConfig(timeout=5.0))
     errors = []
 
-    def run_like_the_pool():         # ThreadPool._run_worker: run again after an error
+    def run_like_the_pool(loop, stop):   # ThreadPool._run_worker: run again after an error
         while not stop.is_set():
             try:
                 loop.run()
             except RuntimeError as exc:
                 errors.append(exc)
-    thread = threading.Thread(target=run_like_the_pool)
-    thread.start()
-    try:
-        port = listener.getsockname()[1]
+    with a_loop_in_a_thread(handler, run_like_the_pool) as port:
         with socket.create_connection(("127.0.0.1", port), timeout=5) as first:
             first.sendall(b"LIST\r\n\r\n")
             try:                                     # closed by the failed open()
@@ -59,11 +72,6 @@ def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
             second.sendall(b"LIST\r\n\r\n")
             assert read_reply(second) == {"status": "OK", "data": []}
         assert [str(e) for e in errors] == ["injected"]
-    finally:
-        stop.set()
-        thread.join(5)
-        listener.close()
-    assert not thread.is_alive()
 
 
 @pytest.mark.parametrize("pool_class", [ThreadPool, PreforkPool])
@@ -86,3 +94,55 @@ def test_a_pool_listener_hands_out_sockets_that_send_without_delay(tmp_path, poo
             assert accepted is not None
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+class AlwaysReady:
+    """A connection whose every turn ends with more to do at once (a client
+    pipelining without end)."""
+
+    def __init__(self, sock):
+        self.sock, self.fd, self.closed, self.in_request, self.turns = (
+            sock, sock.fileno(), False, True, 0)
+
+    def advance(self):
+        if not self.in_request:          # the test is over
+            self.close()
+            return CLOSED
+        self.turns += 1
+        return READY
+
+    def deadline(self):
+        return float("inf")
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+    expire = close
+
+
+class FirstAlwaysReady(ConnectionHandler):
+    def open(self, sock, address, slot):
+        if not hasattr(self, "endless"):
+            self.endless = AlwaysReady(sock)
+            return self.endless
+        return super().open(sock, address, slot)
+
+
+def test_a_connection_with_more_to_do_waits_for_the_next_pass(tmp_path):
+    """READY ends a connection's turn: the others (and new clients) go first."""
+    handler = FirstAlwaysReady(Storage(tmp_path), ServerConfig(timeout=5.0))
+    with a_loop_in_a_thread(handler) as port:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as endless:
+                endless.sendall(b"LIST\r\n\r\n")
+                deadline = time.monotonic() + 5
+                while not getattr(handler, "endless", None) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as other:
+                    other.sendall(b"LIST\r\n\r\n")
+                    assert read_reply(other) == {"status": "OK", "data": []}
+            assert handler.endless.turns > 1
+        finally:
+            if getattr(handler, "endless", None):
+                handler.endless.in_request = False      # so that it closes when stopping

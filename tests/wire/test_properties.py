@@ -89,6 +89,7 @@ def test_whole_request_is_what_receiving_then_decoding_give(line, tail, max_line
     offered = wire.RequestDecoder(max_line_bytes=max_line)
     request = offered.whole_request(data)
     assert offered.state == offered.IDLE and offered.trailing_data == b""   # nothing kept
+    assert wire.whole_request(data, max_line) == request      # the same without a decoder
     received = wire.RequestDecoder(max_line_bytes=max_line)
     received.receive_data(data)
     try:

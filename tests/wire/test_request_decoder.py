@@ -517,3 +517,12 @@ def test_decoded_upload_matches_base64_module():
         raw = wire.encode_request("UPLOAD", "f", content)
         events = normalize_requests(drive_requests(chunker(raw)))
         assert events[1]["data"] == base64.b64decode(base64.b64encode(content)) == content
+
+
+def test_whole_request_is_only_for_an_idle_decoder_with_nothing_buffered():
+    decoder = wire.RequestDecoder()
+    assert decoder.whole_request(b"LIST" + TERM) == wire.Command("LIST")
+    decoder.receive_data(b"GET a")
+    assert decoder.whole_request(b"LIST" + TERM) is None        # "GET aLIST" is what came
+    assert wire.whole_request(b"get a" + TERM) == wire.Command("GET", "a")
+    assert wire.whole_request(bytearray(b"LIST" + TERM)) is None  # bytes only: as received
