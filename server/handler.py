@@ -188,6 +188,12 @@ class Connection:
                                                           handler.max_upload_bytes)
         return decoder
 
+    def _nothing_under_way(self) -> bool:
+        """No byte of a request is buffered or decoded, no reply is going out."""
+        decoder = self._decoder
+        return (self.delivery is None and self._pushed_back is None
+                and (decoder is None or not decoder.in_request))
+
     @property
     def in_request(self) -> bool:
         """Part of a request has arrived, a worker is serving one (its reply may
@@ -219,6 +225,8 @@ class Connection:
             self._advance()
         except _Parked as parked:
             self._stop_serving()
+            if parked.wait == WAIT_READ:     # after a transfer or a refusal too
+                self._between_requests = self._nothing_under_way()
             return parked.wait
         except _Closed:
             pass
@@ -346,7 +354,6 @@ class Connection:
                     # usually reads its reply before it sends more, so a receive
                     # now would find nothing (epoll wakes the worker when it comes).
                     # Not when stopping: it reads, so a peer already gone is closed now.
-                    self._between_requests = True
                     raise _Parked(WAIT_READ)
                 self._receive()
                 continue

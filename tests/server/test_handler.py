@@ -337,19 +337,44 @@ def test_a_reply_to_a_peer_that_is_gone_closes_the_connection_quietly(driven, ca
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_a_reply_the_socket_does_not_take_whole_is_finished_when_the_peer_reads(
-        driven, tmp_path):
+def a_list_larger_than_the_socket_takes(driven, folder) -> tuple["Driven", list[str]]:
+    """A connection whose socket takes 4 KiB at once, and 1,500 long names in
+    ``folder``: a LIST reply that needs several turns.  (It, the names.)"""
     names = [f"{index:04d}-" + "n" * 120 for index in range(1500)]
     for name in names:
-        (tmp_path / name).write_bytes(b"")
+        (folder / name).write_bytes(b"")
     d = driven()
     d.connection.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return d, names
+
+
+def test_a_reply_the_socket_does_not_take_whole_is_finished_when_the_peer_reads(
+        driven, tmp_path):
+    d, names = a_list_larger_than_the_socket_takes(driven, tmp_path)
     d.client.sendall(b"LIST\r\n\r\n")
     assert d.connection.advance() == WAIT_WRITE         # the rest waits for the reader
     assert d.table.rows()[0]["requests"] == 1           # counted before it is all out
     wait, received = d.advance_while_the_client_reads()
     assert wait == WAIT_READ and not d.connection.in_request
     assert received == {"status": "OK", "data": names}
+
+
+def test_a_connection_is_between_requests_again_after_a_reply_that_took_turns(
+        driven, tmp_path):
+    """Whatever turn ends a request (here a reply that waited for its reader),
+    the next request starts with the between-requests receive."""
+    d, names = a_list_larger_than_the_socket_takes(driven, tmp_path)
+    d.client.sendall(b"LIST\r\n\r\n")
+    assert d.connection.advance() == WAIT_WRITE
+    wait, received = d.advance_while_the_client_reads()
+    assert wait == WAIT_READ and received["data"] == names
+    assert d.connection._between_requests
+    d.client.sendall(b"LI")                       # a request still arriving is not
+    assert d.connection.advance() == WAIT_READ and not d.connection._between_requests
+    d.client.sendall(b"ST\r\n\r\n")
+    wait, received = d.advance_while_the_client_reads()
+    assert wait == WAIT_READ and received["data"] == names
+    assert d.connection._between_requests and d.table.rows()[0]["requests"] == 2
 
 
 def test_a_get_to_a_reader_that_stalls_is_parked_and_resumed(driven, tmp_path):
