@@ -153,9 +153,6 @@ class Connection:
     _turn_requests = 0
     _pushed_back = None         # a request decoded but left for the next turn
     _serving = False
-    # nothing of a request has arrived, no reply is under way: the next turn
-    # starts with a receive (``_serve_arrival``)
-    _between_requests = True
     # held while the socket is closed, by whoever may shut it down from another
     # thread (the worker sets its own: the pool's cut), so that it never meets a
     # reused number
@@ -188,8 +185,9 @@ class Connection:
                                                           handler.max_upload_bytes)
         return decoder
 
-    def _nothing_under_way(self) -> bool:
-        """No byte of a request is buffered or decoded, no reply is going out."""
+    def _between_requests(self) -> bool:
+        """No byte of a request is buffered or decoded, no reply is going out:
+        the next turn starts with a receive (``_serve_arrival``)."""
         decoder = self._decoder
         return (self.delivery is None and self._pushed_back is None
                 and (decoder is None or not decoder.in_request))
@@ -218,15 +216,13 @@ class Connection:
         self._waited = 0.0
         self._turn_requests = 0
         try:
-            if self._between_requests:
+            if self._between_requests():
                 wait = self._serve_arrival()
                 if wait is not None:
                     return wait
             self._advance()
         except _Parked as parked:
             self._stop_serving()
-            if parked.wait == WAIT_READ:     # after a transfer or a refusal too
-                self._between_requests = self._nothing_under_way()
             return parked.wait
         except _Closed:
             pass
@@ -288,13 +284,11 @@ class Connection:
         """The start of a turn between requests: receive, and when what came is
         one whole request (as usual), serve it without the general loop.
         Returns what to wait for, or None: ``_advance`` goes on from here."""
-        self._between_requests = False
         try:
             data = self.sock.recv(wire.SMALL_RECV_BYTES)
         except BlockingIOError:
             if self.handler.should_stop():
                 raise _Closed() from None
-            self._between_requests = True
             return WAIT_READ
         except OSError:
             raise _Closed() from None
@@ -315,7 +309,6 @@ class Connection:
             return None                  # a reply still going out; or stopping (see _advance)
         self._request_finished()
         self._stop_serving()
-        self._between_requests = True
         return WAIT_READ
 
     def _advance(self) -> None:

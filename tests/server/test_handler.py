@@ -368,13 +368,13 @@ def test_a_connection_is_between_requests_again_after_a_reply_that_took_turns(
     assert d.connection.advance() == WAIT_WRITE
     wait, received = d.advance_while_the_client_reads()
     assert wait == WAIT_READ and received["data"] == names
-    assert d.connection._between_requests
+    assert d.connection._between_requests()
     d.client.sendall(b"LI")                       # a request still arriving is not
-    assert d.connection.advance() == WAIT_READ and not d.connection._between_requests
+    assert d.connection.advance() == WAIT_READ and not d.connection._between_requests()
     d.client.sendall(b"ST\r\n\r\n")
     wait, received = d.advance_while_the_client_reads()
     assert wait == WAIT_READ and received["data"] == names
-    assert d.connection._between_requests and d.table.rows()[0]["requests"] == 2
+    assert d.connection._between_requests() and d.table.rows()[0]["requests"] == 2
 
 
 def test_a_get_to_a_reader_that_stalls_is_parked_and_resumed(driven, tmp_path):
