@@ -14,9 +14,10 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
 * GET and UPLOAD of 10 MB and 100 MB files at 1 and 5 concurrent clients
   (streamed by the client in constant memory), in MB/s of file bytes and as
   a ratio to loopback TCP bulk throughput measured right before and right
-  after each point (this machine's speed is not steady); 100 MB at one
-  client is the median of several single-transfer rounds, with their
-  spread; server CPU seconds per transfer;
+  after each point (this machine's speed is not steady); the 100 MB points
+  are measured in rounds, each with one transfer per client at 1 client and
+  at 5 in turn: the median round counts, with the spread, and five clients
+  are compared with one round by round; server CPU seconds per transfer;
 * the peak RSS of all server processes (supervisor and workers), sampled
   every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5
   concurrent 100 MB UPLOADs;

@@ -55,12 +55,12 @@ def parse_args(argv):
                         help="interleaved rounds per LIST point, the median is reported "
                              "(default 3, quick 1)")
     parser.add_argument("--transfer-seconds", type=float,
-                        help="seconds each transfer point runs, at least one transfer "
-                             "per client (default 5, quick 0)")
+                        help="seconds each 10 MB transfer point runs, at least one "
+                             "transfer per client (default 5, quick 0)")
     parser.add_argument("--transfer-rounds", type=int,
-                        help="single 100 MB transfers at 1 client, each between two "
-                             "loopback measurements; the median is reported "
-                             "(default 5, quick 3)")
+                        help="rounds of the 100 MB points: in each, one transfer per "
+                             "client at 1 and at 5 clients, each between two loopback "
+                             "measurements; medians are reported (default 5, quick 3)")
     parser.add_argument("--list-clients", default="1,10,50",
                         help="LIST concurrency levels (default 1,10,50)")
     parser.add_argument("--keep-logs", action="store_true",
@@ -347,32 +347,45 @@ def between_loopbacks(server, specs, plan) -> dict:
     return _bound_ratio(figures, "loopback", before, bounds.loopback_now())
 
 
-def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None = None) -> dict:
-    """``rounds`` single transfers, each between two loopback measurements (the
-    one after a round is the one before the next); the median round by its
-    loopback ratio is the point, the others give the spread.  An UPLOAD is also
-    put between two file writes into ``storage`` (``bounds.file_write_speed``)."""
+def transfer_rounds(server, sets: list[list[ClientSpec]], rounds: int,
+                    storage: str | None = None) -> list[dict]:
+    """``rounds`` rounds in each of which every set of ``sets`` runs once: one
+    transfer per client, a set's clients all at once, each set between two
+    loopback measurements (the one after a set is the one before the next).
+    The sets take turns going first, so each round measures them at nearly the
+    same moment.  Per set, the point is its median round by loopback ratio, with
+    every round's figures in round order for the spread.  An UPLOAD is also put
+    between two file writes into ``storage`` (``bounds.file_write_speed``)."""
     plan = Plan(server.address, duration=0.0, window=False, min_ops=1, max_ops=1,
                 timeout=120.0)
-    tries = []
-    writes = spec.op == "upload" and storage is not None
+    tries: list[list[dict]] = [[] for _ in sets]
+    writes = storage is not None and any(s.op == "upload" for specs in sets for s in specs)
     before = bounds.loopback_now()
     write_before = bounds.file_write_speed(storage) if writes else None
-    deadline = time.monotonic() + 120.0
-    for _ in range(rounds):
-        if tries and time.monotonic() > deadline:
+    deadline = time.monotonic() + 120.0 * len(sets)
+    for turn in range(rounds):
+        if turn and time.monotonic() > deadline:
             break
-        figures = measure(server, [spec], plan)
-        after = bounds.loopback_now()
-        tries.append(_bound_ratio(figures, "loopback", before, after))
-        before = after
-        if writes:
-            _remove_uploads(storage)     # the next round creates its file again
-            write_after = bounds.file_write_speed(storage)
-            _bound_ratio(figures, "file_write", write_before, write_after)
-            write_before = write_after
-        _say(f"    round {len(tries)}: " + _describe(
-            {"server": server.label, "op": spec.op.upper(), **figures}))
+        order = list(range(len(sets)))
+        if turn % 2:
+            order.reverse()
+        for index in order:
+            specs = sets[index]
+            figures = measure(server, specs, plan)
+            after = bounds.loopback_now()
+            tries[index].append(_bound_ratio(figures, "loopback", before, after))
+            before = after
+            if writes and specs[0].op == "upload":
+                _remove_uploads(storage)     # the next round creates its files again
+                write_after = bounds.file_write_speed(storage)
+                _bound_ratio(figures, "file_write", write_before, write_after)
+                write_before = write_after
+            _say(f"    round {turn + 1}: " + _describe(
+                {"server": server.label, "op": specs[0].op.upper(), **figures}))
+    return [_median_of_rounds(set_tries) for set_tries in tries]
+
+
+def _median_of_rounds(tries: list[dict]) -> dict:
     ordered = sorted(tries, key=lambda r: r["loopback_ratio"] or 0)
     chosen = dict(ordered[(len(ordered) - 1) // 2])
     chosen["rounds"] = len(tries)
@@ -385,6 +398,16 @@ def transfer_rounds(server, spec: ClientSpec, rounds: int, storage: str | None =
     return chosen
 
 
+def _against_one_client(one: dict, many: dict) -> None:
+    """Put into ``many`` its MB/s over ``one``'s, round by round (the two ran seconds
+    apart in each round, so they are compared directly), and the median of those."""
+    ratios = [round(many_mb / one_mb, 3)
+              for one_mb, many_mb in zip(one["rounds_mb_per_s"], many["rounds_mb_per_s"])
+              if one_mb and many_mb]
+    many["rounds_vs_one_client"] = ratios
+    many["vs_one_client"] = round(statistics.median(ratios), 3) if ratios else None
+
+
 def _transfer_server(ws: Workspace, variant: Variant, storage: str,
                      phase: str) -> tuple[str, RealServer]:
     """A variant's server for a transfer or memory phase, started; (its label, it)."""
@@ -393,26 +416,48 @@ def _transfer_server(ws: Workspace, variant: Variant, storage: str,
     return f"{variant.name}({TRANSFER_POOL})", server
 
 
+ROUNDS_SIZE = "100MB"                # measured in rounds, both client counts together
+
+
 def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
+    """Each variant's transfer points.  A 10 MB point runs for ``transfer_seconds``
+    between two loopback measurements.  The 100 MB points of an op are measured in
+    the same rounds (``transfer_rounds``), so that five clients are compared with
+    one round by round, at the same moments of this machine's drifting speed."""
     for variant in args.variants:
         if not variant.transfers:
             continue
         label, server = _transfer_server(ws, variant, storage, "transfer")
         info = {**_server_info(server, label, variant), "points": []}
         idle = info["idle_rss_bytes"]
-        for op, size_label, clients in variant.transfers:
-            specs = _transfer_specs(op, size_label, clients, storage=storage)
-            if clients == 1 and size_label == "100MB":
-                figures = transfer_rounds(server, specs[0], args.transfer_rounds, storage)
+        measured = set()
+        for point in variant.transfers:
+            if point in measured:
+                continue
+            op, size_label, clients = point
+            if size_label == ROUNDS_SIZE:
+                together = [p for p in variant.transfers if p[:2] == (op, size_label)]
+                sets = [_transfer_specs(op, size_label, n, storage=storage)
+                        for _, _, n in together]
+                points = dict(zip(together, transfer_rounds(
+                    server, sets, args.transfer_rounds, storage)))
+                one = points.get((op, size_label, 1))
+                for (_, _, n), figures in points.items():
+                    if one is not None and n > 1:
+                        _against_one_client(one, figures)
             else:
-                figures = between_loopbacks(server, specs, _transfer_plan(server, args))
-            record = {"server": label, "variant": variant.name, "mode": variant.mode,
-                      "op": op, "size_label": size_label, "size_bytes": SIZES[size_label],
-                      **figures}
-            record["rss_increase_bytes"] = record["rss_peak_bytes"] - idle
-            info["points"].append(record)
-            out["transfers"].append(record)
-            _say("  " + _describe(record))
+                specs = _transfer_specs(op, size_label, clients, storage=storage)
+                points = {point: between_loopbacks(server, specs,
+                                                   _transfer_plan(server, args))}
+            measured.update(points)
+            for figures in points.values():
+                record = {"server": label, "variant": variant.name, "mode": variant.mode,
+                          "op": op, "size_label": size_label, "size_bytes": SIZES[size_label],
+                          **figures}
+                record["rss_increase_bytes"] = record["rss_peak_bytes"] - idle
+                info["points"].append(record)
+                out["transfers"].append(record)
+                _say("  " + _describe(record))
             _remove_uploads(storage)
         _finish(server, info)
         out["servers"].append(info)

@@ -48,15 +48,15 @@ def test_an_upload_is_put_between_file_writes_into_its_storage(monkeypatch, tmp_
         address = ("127.0.0.1", 1)
         label = "thread(10)"
     spec = bench_run.ClientSpec("upload", name="up.bin", size=100)
-    point = bench_run.transfer_rounds(Server(), spec, 3, str(tmp_path))
+    [point] = bench_run.transfer_rounds(Server(), [[spec]], 3, str(tmp_path))
     assert point["rounds_file_write_ratio"] == [0.5, 0.5, 0.5]
     assert (point["file_write_before_mb_per_s"], point["file_write_after_mb_per_s"]) in [
         (400.0, 600.0), (600.0, 500.0), (500.0, 700.0)]
     # a GET has no file write around it
     loopbacks = iter([3000.0] * 4)
     speeds = iter([900.0] * 3)
-    get = bench_run.transfer_rounds(Server(), bench_run.ClientSpec("get", "g.bin", 100), 3,
-                                    str(tmp_path))
+    [get] = bench_run.transfer_rounds(Server(), [[bench_run.ClientSpec("get", "g.bin", 100)]],
+                                      3, str(tmp_path))
     assert get["rounds_file_write_ratio"] == [None, None, None]
     assert "file_write_ratio" not in get
 
@@ -135,7 +135,7 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
         address = ("127.0.0.1", 1)
         label = "thread(10)"
     spec = bench_run.ClientSpec("upload", name="up-100MB-0.bin", size=100)
-    bench_run.transfer_rounds(Server(), spec, 3, str(tmp_path))
+    bench_run.transfer_rounds(Server(), [[spec]], 3, str(tmp_path))
     assert left_before == [[], [], []]
     assert list(tmp_path.iterdir()) == []
     assert all(s.remove_from == "/st" for s in
@@ -203,3 +203,107 @@ def test_both_transfer_phases_have_their_uploads_removed_from_the_storage(monkey
     bench_run.run_memory_phase(None, args, out, str(tmp_path))
     uploads = [spec for spec in seen if spec.op == "upload"]
     assert len(uploads) == 10 and all(s.remove_from == str(tmp_path) for s in uploads)
+
+
+class _Server:
+    address = ("127.0.0.1", 1)
+    label = "thread(10)"
+
+
+def test_one_client_and_five_take_turns_in_the_same_rounds(monkeypatch):
+    """Each round runs both sets, each between two loopback measurements; the set
+    that goes first alternates; each point keeps its rounds in round order."""
+    loopbacks = iter(range(1000, 1100, 10))
+    monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: float(next(loopbacks)))
+    ran = []
+    speeds = {1: iter([500.0, 400.0, 600.0]), 5: iter([550.0, 300.0, 660.0])}
+
+    def measure(server, specs, plan):
+        ran.append(len(specs))
+        return {"mb_per_s": next(speeds[len(specs)]), "errors": 0, "ops": len(specs),
+                "rss_peak_bytes": 1, "clients": len(specs), "p50_ms": 1.0, "p99_ms": 1.0}
+    monkeypatch.setattr(bench_run, "measure", measure)
+    sets = [bench_run._transfer_specs("GET", "100MB", n) for n in (1, 5)]
+    one, five = bench_run.transfer_rounds(_Server(), sets, 3)
+    assert ran == [1, 5, 5, 1, 1, 5]
+    assert one["rounds_mb_per_s"] == [500.0, 400.0, 600.0]
+    assert five["rounds_mb_per_s"] == [550.0, 300.0, 660.0]
+    # the loopback after one measurement is the one before the next
+    assert (five["loopback_before_mb_per_s"], five["loopback_after_mb_per_s"]) in [
+        (1010.0, 1020.0), (1020.0, 1030.0), (1050.0, 1060.0)]
+    assert one["rounds"] == five["rounds"] == 3 and five["ops"] == 15
+
+    bench_run._against_one_client(one, five)
+    assert five["rounds_vs_one_client"] == [1.1, 0.75, 1.1]
+    assert five["vs_one_client"] == 1.1
+
+
+def _transfer(clients, mb_per_s, **more):
+    return {"server": "thread(10)", "variant": "thread", "mode": "thread", "op": "GET",
+            "size_label": "100MB", "clients": clients, "mb_per_s": mb_per_s, "errors": 0,
+            **more}
+
+
+@pytest.mark.parametrize("rounds_ratios, passes", [
+    ([1.2, 0.9, 1.05], True),         # one round below 1, the median above
+    ([0.95, 1.3, 0.98], False),
+])
+def test_five_clients_are_held_to_the_median_of_their_rounds(rounds_ratios, passes):
+    out = _out([], names=("thread",))
+    out["transfers"] = [
+        _transfer(1, 1000.0, loopback_ratio=0.3),
+        _transfer(5, 1040.0, loopback_ratio=0.2, rounds_vs_one_client=rounds_ratios,
+                  vs_one_client=sorted(rounds_ratios)[1])]
+    target = _targets(out)["GET 100MB thread: 5 clients move at least as much as 1"]
+    assert target["pass"] is passes
+    assert target["value"] == sorted(rounds_ratios)[1]
+    low, high = min(rounds_ratios), max(rounds_ratios)
+    assert target["detail"] == (f"median of 3 rounds, one client and five in turn: 1040 vs "
+                                f"1000 MB/s; rounds' ratios {low:.2f}-{high:.2f}")
+
+
+def test_five_clients_of_an_older_file_are_compared_by_loopback_ratio():
+    out = _out([], names=("thread",))
+    out["transfers"] = [_transfer(1, 1000.0, loopback_ratio=0.30),
+                        _transfer(5, 1100.0, loopback_ratio=0.27)]
+    target = _targets(out)["GET 100MB thread: 5 clients move at least as much as 1"]
+    assert target["value"] == 0.9 and not target["pass"]
+
+
+def test_the_100mb_points_of_an_op_are_measured_in_the_same_rounds(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from bench.plan import ALL_TRANSFERS, Variant
+    monkeypatch.setattr(bench_run, "_transfer_server", lambda ws, variant, storage, phase:
+                        ("thread(10)", _Server()))
+    monkeypatch.setattr(bench_run, "_server_info", lambda *a, **k: {"idle_rss_bytes": 1})
+    monkeypatch.setattr(bench_run, "_finish", lambda server, info: None)
+    calls = []
+
+    def figures(specs, mb_per_s):
+        return {"mb_per_s": mb_per_s, "errors": 0, "ops": len(specs), "rss_peak_bytes": 2,
+                "clients": len(specs), "p50_ms": 1.0, "p99_ms": 1.0,
+                "rounds_mb_per_s": [mb_per_s, mb_per_s]}
+
+    def transfer_rounds(server, sets, rounds, storage=None):
+        calls.append(("rounds", sets[0][0].op, [len(specs) for specs in sets], rounds))
+        return [figures(specs, 100.0 * len(specs)) for specs in sets]
+
+    def between_loopbacks(server, specs, plan):
+        calls.append(("between", specs[0].op, len(specs), specs[0].size))
+        return figures(specs, 50.0)
+    monkeypatch.setattr(bench_run, "transfer_rounds", transfer_rounds)
+    monkeypatch.setattr(bench_run, "between_loopbacks", between_loopbacks)
+    args = SimpleNamespace(variants=[Variant("thread", "thread", transfers=ALL_TRANSFERS)],
+                           transfer_seconds=0.0, transfer_rounds=4)
+    out = {"transfers": [], "memory": [], "servers": []}
+    bench_run.run_transfer_phase(None, args, out, str(tmp_path))
+    ten = bench_run.SIZES["10MB"]
+    assert calls == [("between", "get", 1, ten), ("between", "get", 5, ten),
+                     ("rounds", "get", [1, 5], 4),
+                     ("between", "upload", 1, ten), ("between", "upload", 5, ten),
+                     ("rounds", "upload", [1, 5], 4)]
+    assert [(r["op"], r["size_label"], r["clients"]) for r in out["transfers"]] == \
+        list(ALL_TRANSFERS)
+    five = [r for r in out["transfers"] if r["clients"] == 5 and r["size_label"] == "100MB"]
+    assert [r["vs_one_client"] for r in five] == [5.0, 5.0]
