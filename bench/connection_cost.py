@@ -56,6 +56,7 @@ def _serve(count: int, storage: str, bare: bool) -> tuple[float, float]:
     """(user, system) CPU microseconds of this process per connection."""
     from server.config import ServerConfig
     from server.handler import ConnectionHandler
+    from server.pools import prepare_listener
     from server.stats import WorkerTable
     from server.workerloop import WorkerLoop
 
@@ -71,7 +72,7 @@ def _serve(count: int, storage: str, bare: bool) -> tuple[float, float]:
                     conn, _address = listener.accept()
                     serve(conn, storage)
             else:
-                listener.setblocking(False)
+                prepare_listener(listener)       # as a pool prepares it
                 slot = WorkerTable(1).slot(0)
                 handler = ConnectionHandler(_storage(storage), ServerConfig())
                 WorkerLoop(listener, handler, slot, lambda: slot["connections"] >= count,

@@ -63,11 +63,22 @@ from .stats import WorkerTable
 from .workerloop import WorkerLoop
 
 __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
-           "WorkerBootError", "PoolStartError"]
+           "WorkerBootError", "PoolStartError", "prepare_listener"]
 
 log = logging.getLogger("server.pool")
 
 DEFER_ACCEPT_SECONDS = 1     # TCP_DEFER_ACCEPT: wake a worker once the first bytes arrived
+
+
+def prepare_listener(listener: socket.socket) -> None:
+    """The listener as ``WorkerLoop``s share it: non-blocking (workers race for
+    each connection); on TCP woken only once a connection has sent something,
+    and with TCP_NODELAY, which every accepted socket inherits (Linux): no
+    setsockopt per connection."""
+    listener.setblocking(False)
+    if listener.family in (socket.AF_INET, socket.AF_INET6):
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_SECONDS)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class WorkerBootError(RuntimeError):
@@ -160,14 +171,7 @@ class Pool:
                         "workers stop accepting when it is reached", soft, ideal)
 
     def _prepare_listener(self) -> None:
-        """Non-blocking (workers race for each connection); on TCP woken only
-        once a connection has sent something, and with TCP_NODELAY, which every
-        accepted socket inherits (Linux): no setsockopt per connection."""
-        self.listener.setblocking(False)
-        if self.listener.family in (socket.AF_INET, socket.AF_INET6):
-            self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT,
-                                     DEFER_ACCEPT_SECONDS)
-            self.listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        prepare_listener(self.listener)
 
     def _worker_loop(self, slot) -> WorkerLoop:
         return WorkerLoop(self.listener, self.handler, slot, self.stop_signal.is_set,
