@@ -27,13 +27,20 @@ import time
 
 from wire import streaming
 
-__all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed", "file_write_speed"]
+__all__ = ["base64_speed", "loopback_now", "loopback_tcp_speed", "file_write_speed",
+           "upload_write_bytes", "UPLOAD_WRITE_BYTES"]
 
 MIB = 1 << 20
 MB = 1_000_000
-# what Upload.write is handed once an upload's receive room is full-size:
-# the decoded content of one receive
-UPLOAD_WRITE_BYTES = streaming.RECV_BYTES * 3 // 4
+
+
+def upload_write_bytes(free_threaded: bool = streaming.FREE_THREADED_BUILD) -> int:
+    """What Upload.write is handed once an upload's receive room is full-size (the
+    decoded content of one receive), on a default or a free-threaded build."""
+    return streaming.RECV_BYTES_BY_BUILD[free_threaded] * 3 // 4
+
+
+UPLOAD_WRITE_BYTES = upload_write_bytes()     # this interpreter's
 
 
 def _speeds(function, size: int, repeats: int) -> list[float]:

@@ -56,7 +56,12 @@ def _serve(count: int, storage: str, bare: bool) -> tuple[float, float]:
     """(user, system) CPU microseconds of this process per connection."""
     from server.config import ServerConfig
     from server.handler import ConnectionHandler
-    from server.pools import prepare_listener
+    try:
+        from server.pools import prepare_listener
+    except ImportError:                 # a --tree from before ff1c894
+        def prepare_listener(listener):
+            listener.setblocking(False)
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     from server.stats import WorkerTable
     from server.workerloop import WorkerLoop
 

@@ -47,6 +47,10 @@ class Variant:
     memory: bool = False
 
     @property
+    def free_threaded(self) -> bool:
+        return self.gil_enabled is not None
+
+    @property
     def wrapper(self) -> list[str]:
         """Command prefix that sets PYTHON_GIL (``env`` execs the server, keeping its pid).
         A free-threaded variant with the GIL off runs as users run it: PYTHON_GIL unset."""

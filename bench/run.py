@@ -348,20 +348,22 @@ def between_loopbacks(server, specs, plan) -> dict:
 
 
 def transfer_rounds(server, sets: list[list[ClientSpec]], rounds: int,
-                    storage: str | None = None) -> list[dict]:
+                    storage: str | None = None,
+                    write_piece: int = bounds.UPLOAD_WRITE_BYTES) -> list[dict]:
     """``rounds`` rounds in each of which every set of ``sets`` runs once: one
     transfer per client, a set's clients all at once, each set between two
     loopback measurements (the one after a set is the one before the next).
     The sets take turns going first, so each round measures them at nearly the
     same moment.  Per set, the point is its median round by loopback ratio, with
     every round's figures in round order for the spread.  An UPLOAD is also put
-    between two file writes into ``storage`` (``bounds.file_write_speed``)."""
+    between two file writes into ``storage`` (``bounds.file_write_speed``) in the
+    server's ``write_piece``."""
     plan = Plan(server.address, duration=0.0, window=False, min_ops=1, max_ops=1,
                 timeout=120.0)
     tries: list[list[dict]] = [[] for _ in sets]
     writes = storage is not None and any(s.op == "upload" for specs in sets for s in specs)
     before = bounds.loopback_now()
-    write_before = bounds.file_write_speed(storage) if writes else None
+    write_before = bounds.file_write_speed(storage, piece=write_piece) if writes else None
     deadline = time.monotonic() + 120.0 * len(sets)
     for turn in range(rounds):
         if turn and time.monotonic() > deadline:
@@ -377,7 +379,7 @@ def transfer_rounds(server, sets: list[list[ClientSpec]], rounds: int,
             before = after
             if writes and specs[0].op == "upload":
                 _remove_uploads(storage)     # the next round creates its files again
-                write_after = bounds.file_write_speed(storage)
+                write_after = bounds.file_write_speed(storage, piece=write_piece)
                 _bound_ratio(figures, "file_write", write_before, write_after)
                 write_before = write_after
             _say(f"    round {turn + 1}: " + _describe(
@@ -400,12 +402,13 @@ def _median_of_rounds(tries: list[dict]) -> dict:
 
 def _against_one_client(one: dict, many: dict) -> None:
     """Put into ``many`` its MB/s over ``one``'s, round by round (the two ran seconds
-    apart in each round, so they are compared directly), and the median of those."""
-    ratios = [round(many_mb / one_mb, 3)
-              for one_mb, many_mb in zip(one["rounds_mb_per_s"], many["rounds_mb_per_s"])
-              if one_mb and many_mb]
+    apart in each round, so they are compared directly; None for a round where
+    either moved nothing), and the median of those."""
+    ratios = [round(many_mb / one_mb, 3) if one_mb and many_mb else None
+              for one_mb, many_mb in zip(one["rounds_mb_per_s"], many["rounds_mb_per_s"])]
     many["rounds_vs_one_client"] = ratios
-    many["vs_one_client"] = round(statistics.median(ratios), 3) if ratios else None
+    known = [ratio for ratio in ratios if ratio is not None]
+    many["vs_one_client"] = round(statistics.median(known), 3) if known else None
 
 
 def _transfer_server(ws: Workspace, variant: Variant, storage: str,
@@ -440,7 +443,8 @@ def run_transfer_phase(ws: Workspace, args, out: dict, storage: str) -> None:
                 sets = [_transfer_specs(op, size_label, n, storage=storage)
                         for _, _, n in together]
                 points = dict(zip(together, transfer_rounds(
-                    server, sets, args.transfer_rounds, storage)))
+                    server, sets, args.transfer_rounds, storage,
+                    bounds.upload_write_bytes(variant.free_threaded))))
                 one = points.get((op, size_label, 1))
                 for (_, _, n), figures in points.items():
                     if one is not None and n > 1:

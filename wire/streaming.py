@@ -33,6 +33,7 @@ from functools import partial
 from typing import Callable, NamedTuple
 
 __all__ = ["FILE_CHUNK_BYTES", "ENCODE_PIECE_BYTES", "SEND_BATCH_BYTES", "RECV_BYTES",
+           "RECV_BYTES_BY_BUILD",
            "SMALL_RECV_BYTES", "Base64Engine", "Base64Encoder", "Base64Decoder", "StreamEncoder"]
 
 FREE_THREADED_BUILD = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
@@ -59,7 +60,8 @@ SEND_BATCH_BYTES = 256 * 1024       # coalesce encoded pieces up to this into on
 # 5 clients 1,024 -> 1,106 and 1,196 -> 1,255); 4 MiB was slower than 512 KiB.
 # Free-threaded build: no GIL to hand over, and 512 KiB keeps the memory of
 # its five uploads lower.
-RECV_BYTES = 512 * 1024 if FREE_THREADED_BUILD else 1024 * 1024
+RECV_BYTES_BY_BUILD = {False: 1024 * 1024, True: 512 * 1024}    # by FREE_THREADED_BUILD
+RECV_BYTES = RECV_BYTES_BY_BUILD[FREE_THREADED_BUILD]
 # ... between files, and as the first room of each file: a buffer of this size
 # comes from malloc's heap (its mmap threshold is 128 KiB), so a fresh
 # connection's small request or reply costs no page faults

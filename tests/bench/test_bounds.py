@@ -39,7 +39,7 @@ def test_an_upload_is_put_between_file_writes_into_its_storage(monkeypatch, tmp_
     speeds = iter([250.0, 275.0, 300.0])
     monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: next(loopbacks))
     monkeypatch.setattr(bench_run.bounds, "file_write_speed",
-                        lambda folder: next(writes) if folder == str(tmp_path) else None)
+                        lambda folder, piece: next(writes) if folder == str(tmp_path) else None)
     monkeypatch.setattr(bench_run, "measure", lambda server, specs, plan: {
         "mb_per_s": next(speeds), "errors": 0, "ops": 1, "rss_peak_bytes": 1, "clients": 1,
         "p50_ms": 1.0, "p99_ms": 1.0})
@@ -97,7 +97,7 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
     """No upload in the bench replaces a file (on ext4 a replacing rename starts
     the new file's writeback inside the rename): a client's repeated uploads
     get fresh names, each removed after its upload when the storage folder is
-    known, and the single-transfer rounds start with no upload left."""
+    known, and the 100 MB rounds start with no upload left."""
     from bench import load
     names = load.fresh_upload_names("up-100MB-0.bin")
     assert [next(names) for _ in range(3)] == ["up-100MB-0.bin", "up-100MB-0-1.bin",
@@ -121,7 +121,7 @@ def test_every_upload_of_a_run_creates_its_file(monkeypatch, tmp_path):
     assert uploaded == ["up.bin", "up-1.bin"]
 
     monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: 3000.0)
-    monkeypatch.setattr(bench_run.bounds, "file_write_speed", lambda folder: 500.0)
+    monkeypatch.setattr(bench_run.bounds, "file_write_speed", lambda folder, piece: 500.0)
     left_before = []
 
     def measure(server, specs, plan):
@@ -216,7 +216,7 @@ def test_one_client_and_five_take_turns_in_the_same_rounds(monkeypatch):
     loopbacks = iter(range(1000, 1100, 10))
     monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: float(next(loopbacks)))
     ran = []
-    speeds = {1: iter([500.0, 400.0, 600.0]), 5: iter([550.0, 300.0, 660.0])}
+    speeds = {1: iter([500.0, 400.0, 600.0]), 5: iter([450.0, 480.0, 540.0])}
 
     def measure(server, specs, plan):
         ran.append(len(specs))
@@ -227,15 +227,28 @@ def test_one_client_and_five_take_turns_in_the_same_rounds(monkeypatch):
     one, five = bench_run.transfer_rounds(_Server(), sets, 3)
     assert ran == [1, 5, 5, 1, 1, 5]
     assert one["rounds_mb_per_s"] == [500.0, 400.0, 600.0]
-    assert five["rounds_mb_per_s"] == [550.0, 300.0, 660.0]
-    # the loopback after one measurement is the one before the next
-    assert (five["loopback_before_mb_per_s"], five["loopback_after_mb_per_s"]) in [
-        (1010.0, 1020.0), (1020.0, 1030.0), (1050.0, 1060.0)]
+    assert five["rounds_mb_per_s"] == [450.0, 480.0, 540.0]
+    # the loopback after one measurement is the one before the next: five ran
+    # second, first and second, between 1010/1020, 1020/1030 and 1050/1060; its
+    # median round by loopback ratio is the second (480 / 1025)
+    assert five["rounds_loopback_ratio"] == [0.443, 0.468, 0.512]
+    assert (five["loopback_before_mb_per_s"], five["loopback_after_mb_per_s"]) == \
+        (1020.0, 1030.0)
     assert one["rounds"] == five["rounds"] == 3 and five["ops"] == 15
 
+    # the median of the rounds' ratios (0.9, 1.2, 0.9), not the ratio of the
+    # medians (480 / 500) or of the median rounds
     bench_run._against_one_client(one, five)
-    assert five["rounds_vs_one_client"] == [1.1, 0.75, 1.1]
-    assert five["vs_one_client"] == 1.1
+    assert five["rounds_vs_one_client"] == [0.9, 1.2, 0.9]
+    assert five["vs_one_client"] == 0.9
+
+
+def test_a_round_where_either_moved_nothing_has_no_ratio():
+    one = {"rounds_mb_per_s": [500.0, None, 400.0, 600.0], "errors": 1}
+    five = {"rounds_mb_per_s": [550.0, 520.0, None, 540.0]}
+    bench_run._against_one_client(one, five)
+    assert five["rounds_vs_one_client"] == [1.1, None, None, 0.9]
+    assert five["vs_one_client"] == 1.0
 
 
 def _transfer(clients, mb_per_s, **more):
@@ -258,8 +271,19 @@ def test_five_clients_are_held_to_the_median_of_their_rounds(rounds_ratios, pass
     assert target["pass"] is passes
     assert target["value"] == sorted(rounds_ratios)[1]
     low, high = min(rounds_ratios), max(rounds_ratios)
-    assert target["detail"] == (f"median of 3 rounds, one client and five in turn: 1040 vs "
-                                f"1000 MB/s; rounds' ratios {low:.2f}-{high:.2f}")
+    assert target["detail"] == (f"median of the MB/s ratios of 3 rounds, one client and five "
+                                f"in turn: rounds {low:.2f}-{high:.2f}; the median rounds 1040 "
+                                f"vs 1000 MB/s")
+
+
+def test_five_clients_fail_when_one_client_had_errors():
+    out = _out([], names=("thread",))
+    out["transfers"] = [
+        _transfer(1, 1000.0, loopback_ratio=0.3, errors=1),
+        _transfer(5, 1400.0, loopback_ratio=0.4, rounds_vs_one_client=[1.4, 1.4, 1.4],
+                  vs_one_client=1.4)]
+    target = _targets(out)["GET 100MB thread: 5 clients move at least as much as 1"]
+    assert target["value"] == 1.4 and not target["pass"]
 
 
 def test_five_clients_of_an_older_file_are_compared_by_loopback_ratio():
@@ -285,7 +309,8 @@ def test_the_100mb_points_of_an_op_are_measured_in_the_same_rounds(monkeypatch, 
                 "clients": len(specs), "p50_ms": 1.0, "p99_ms": 1.0,
                 "rounds_mb_per_s": [mb_per_s, mb_per_s]}
 
-    def transfer_rounds(server, sets, rounds, storage=None):
+    def transfer_rounds(server, sets, rounds, storage=None, write_piece=None):
+        assert write_piece == bench_run.bounds.UPLOAD_WRITE_BYTES
         calls.append(("rounds", sets[0][0].op, [len(specs) for specs in sets], rounds))
         return [figures(specs, 100.0 * len(specs)) for specs in sets]
 
@@ -307,3 +332,57 @@ def test_the_100mb_points_of_an_op_are_measured_in_the_same_rounds(monkeypatch, 
         list(ALL_TRANSFERS)
     five = [r for r in out["transfers"] if r["clients"] == 5 and r["size_label"] == "100MB"]
     assert [r["vs_one_client"] for r in five] == [5.0, 5.0]
+
+
+def test_upload_sets_in_one_round_each_start_with_no_upload_left(monkeypatch, tmp_path):
+    """Both sets upload files of the same names: the uploads of one set are removed
+    before the next runs, and each set sits between two file writes of its own."""
+    monkeypatch.setattr(bench_run.bounds, "loopback_now", lambda: 3000.0)
+    writes = iter(range(100, 200, 10))
+    monkeypatch.setattr(bench_run.bounds, "file_write_speed",
+                        lambda folder, piece: float(next(writes)))
+    left_before = []
+
+    def measure(server, specs, plan):
+        left_before.append(sorted(p.name for p in tmp_path.iterdir()))
+        for spec in specs:
+            (tmp_path / spec.name).write_bytes(b"x")      # what the server stored
+        return {"mb_per_s": 300.0 * len(specs), "errors": 0, "ops": len(specs),
+                "rss_peak_bytes": 1, "clients": len(specs), "p50_ms": 1.0, "p99_ms": 1.0}
+    monkeypatch.setattr(bench_run, "measure", measure)
+    sets = [bench_run._transfer_specs("UPLOAD", "100MB", n, storage=str(tmp_path))
+            for n in (1, 5)]
+    one, five = bench_run.transfer_rounds(_Server(), sets, 2, str(tmp_path))
+    assert left_before == [[]] * 4
+    assert list(tmp_path.iterdir()) == []
+    # writes 100 | one | 110 | five | 120 || five | 130 | one | 140
+    assert five["rounds_file_write_ratio"] == [round(1500 / 115, 3), round(1500 / 125, 3)]
+    assert one["rounds_file_write_ratio"] == [round(300 / 105, 3), round(300 / 135, 3)]
+
+
+def test_a_variant_with_the_one_client_100mb_points_only_has_no_five_client_ratio(
+        monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from bench.plan import SINGLE_100MB, Variant
+    monkeypatch.setattr(bench_run, "_transfer_server", lambda ws, variant, storage, phase:
+                        ("thread-ft(10)", _Server()))
+    monkeypatch.setattr(bench_run, "_server_info", lambda *a, **k: {"idle_rss_bytes": 1})
+    monkeypatch.setattr(bench_run, "_finish", lambda server, info: None)
+    sets_seen = []
+
+    def transfer_rounds(server, sets, rounds, storage=None, write_piece=None):
+        sets_seen.append(([len(specs) for specs in sets], write_piece))
+        return [{"mb_per_s": 100.0, "errors": 0, "ops": 1, "rss_peak_bytes": 2, "clients": 1,
+                 "p50_ms": 1.0, "p99_ms": 1.0, "rounds_mb_per_s": [100.0]} for _ in sets]
+    monkeypatch.setattr(bench_run, "transfer_rounds", transfer_rounds)
+    args = SimpleNamespace(variants=[Variant("thread-ft", "thread", gil_enabled=False,
+                                             transfers=SINGLE_100MB)],
+                           transfer_seconds=0.0, transfer_rounds=3)
+    out = {"transfers": [], "memory": [], "servers": []}
+    bench_run.run_transfer_phase(None, args, out, str(tmp_path))
+    # an upload on the free-threaded build writes what a 512 KiB receive decodes to
+    assert sets_seen == [([1], 384 * 1024), ([1], 384 * 1024)]
+    assert bench_run.bounds.UPLOAD_WRITE_BYTES == 768 * 1024     # this build's
+    assert [(r["op"], r["clients"]) for r in out["transfers"]] == [("GET", 1), ("UPLOAD", 1)]
+    assert not any("vs_one_client" in r for r in out["transfers"])
