@@ -29,7 +29,7 @@ import psutil
 
 from wire import ProtocolError
 
-from .proto import BenchError, Client, UploadSource
+from .proto import BenchError, BlockFile, Client
 from .servers import ChildServer, RssSampler, cpu_seconds
 
 __all__ = ["ClientSpec", "Plan", "run_point", "percentile", "system_busy_seconds",
@@ -45,7 +45,7 @@ class ClientSpec:
     name: str | None = None
     size: int = 0
     expected: int | None = None    # LIST: number of names expected
-    seed: int = 0
+    seed: int = 0                  # GET, UPLOAD: the content is BlockFile(size, seed)
     # UPLOAD: the server's storage folder, from which each uploaded file is
     # removed after its upload, outside its latency (so that dirty pages do
     # not pile up)
@@ -79,7 +79,8 @@ def _make_op(spec: ClientSpec, plan: Plan):
     if spec.op == "list":
         return lambda: client.list(spec.expected)
     if spec.op == "get":
-        return lambda: client.get(spec.name, spec.size)
+        content = BlockFile(spec.size, spec.seed)
+        return lambda: client.get(spec.name, content)
     if spec.op == "upload":
         return _UploadOp(client, spec)
     raise ValueError(f"unknown op {spec.op!r}")
@@ -93,7 +94,7 @@ class _UploadOp:
 
     def __init__(self, client: Client, spec: ClientSpec):
         self.client = client
-        self.source = UploadSource(spec.size, spec.seed)
+        self.source = BlockFile(spec.size, spec.seed)
         self.names = fresh_upload_names(spec.name)
         self.folder = spec.remove_from
         self.last = None

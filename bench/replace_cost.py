@@ -29,7 +29,7 @@ import time
 from server.config import MODES
 
 from .plan import MB
-from .proto import Client, UploadSource
+from .proto import BlockFile, Client
 from .servers import RealServer, cpu_seconds
 
 KINDS = ("replace", "create")
@@ -37,7 +37,7 @@ KINDS = ("replace", "create")
 
 def upload_rounds(server, storage: str, size: int, rounds: int) -> dict[str, list[dict]]:
     """``rounds`` of each kind, alternated; each: {"mb_per_s", "server_cpu_s"}."""
-    source = UploadSource(size)
+    source = BlockFile(size)
     client = Client(server.address, timeout=120.0)
     client.upload("kept.bin", source)                      # the file that is replaced
     figures: dict[str, list[dict]] = {kind: [] for kind in KINDS}

@@ -19,7 +19,7 @@ from . import bounds
 from .chart import draw_after_run
 from .load import ClientSpec, Plan, run_point, wait_for_quiet
 from .plan import SIZES, PlanError, Variant, free_threaded_python, variants
-from .proto import make_files
+from .proto import BlockFile, make_files
 from .report import evaluate_targets, render
 from .servers import (REPO_ROOT, AsyncioServer, ChildServer, PreforkServer, RealServer,
                       ThreadPoolServer, idle_rss, log_summary)
@@ -299,12 +299,23 @@ def _finish_list_servers(running, out: dict) -> None:
         out["servers"].append(info)
 
 
+def _get_file_name(size_label: str) -> str:
+    return f"get-{size_label}.bin"
+
+
+def write_get_files(storage: str) -> None:
+    """The files the GETs ask for, one of each size: ``BlockFile(size)``
+    (seed 0, as their specs say)."""
+    for label, size in SIZES.items():
+        BlockFile(size).write(os.path.join(storage, _get_file_name(label)))
+
+
 def _transfer_specs(op: str, size_label: str, clients: int, offset: int = 0,
                     storage: str | None = None):
     """Specs of ``clients`` transfers; uploads are removed from ``storage`` after each."""
     size = SIZES[size_label]
     if op == "GET":
-        return [ClientSpec("get", name=f"get-{size_label}.bin", size=size)
+        return [ClientSpec("get", name=_get_file_name(size_label), size=size)
                 for _ in range(clients)]
     return [ClientSpec("upload", name=f"up-{size_label}-{offset + i}.bin", size=size,
                        seed=offset + i, remove_from=storage) for i in range(clients)]
@@ -583,7 +594,7 @@ def main(argv=None) -> int:
         _say(f"LIST: {args.list_rounds} rounds of {args.list_seconds:g} s per point, "
              f"clients {args.list_clients}")
         run_list_phase(ws, args, out)
-        make_files(storage, {f"get-{label}.bin": size for label, size in SIZES.items()})
+        write_get_files(storage)
         _say("GET/UPLOAD: 10 MB and 100 MB at 1 and 5 clients, each between two loopback "
              "TCP measurements")
         run_transfer_phase(ws, args, out, storage)

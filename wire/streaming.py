@@ -187,6 +187,19 @@ class Base64Decoder:
             return len(text)
         return size
 
+    def decode_plain(self, quanta):
+        """``quanta`` decoded if they are whole quanta of base64 characters
+        without padding (so no end of the text can be among them); None, and
+        nothing changed, if not, or if this decoder holds a cut quantum or has
+        finished.  The check is the strict decode itself, not a pass of its own."""
+        size = len(quanta)
+        if not size or size % 4 or self._pending or self._finished or quanta[-1] == _PAD:
+            return None
+        try:
+            return self._engine.decode(quanta)
+        except (binascii.Error, ValueError):
+            return None
+
     def decode(self, text) -> bytes:
         size = len(text)
         if size % 4 or self._pending or self._finished or not size:

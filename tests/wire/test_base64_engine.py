@@ -16,7 +16,9 @@ import wire
 from wire import streaming
 from wire import (NEED_DATA, Base64Decoder, ReplyData, ReplyDecoder,
                   RequestDecoder, UploadData, UploadEnd, UploadStart)
-from tests.wire.helpers import bytewise, drive_requests, get_reply, normalize_requests, whole
+from tests.wire.helpers import (bytewise, coarse, cut, drive_replies, drive_requests,
+                                error_kind, get_reply, normalize_replies, normalize_requests,
+                                whole)
 
 pytestmark = pytest.mark.unit
 
@@ -183,3 +185,86 @@ def test_get_reply_text_is_decoded_from_the_receive_buffer_itself(spy):
     assert b"".join(out) == content
     assert spy.decoded and all(kind is memoryview and obj is decoder._input.data
                                for kind, obj, _ in spy.decoded)
+
+
+# -- the middle of a file: decoded with no search for its end --------------------------------
+
+def test_decode_plain_takes_only_whole_unpadded_quanta_of_base64_characters():
+    decoder = Base64Decoder()
+    assert decoder.decode_plain(b"YWJjZGVm") == b"abcdef"
+    for refused in (b"", b"YWJjZ", b"YWJjZA==", b"YWJjZGV=", b"YWJj\r\n\r\n", b"YW!jZGVm",
+                    b"YQ==YWJj", b"YWJj YWJ"):
+        assert decoder.decode_plain(refused) is None, refused
+    # nothing changed by the refusals: the same decoder goes on as if they never came
+    assert decoder.decode(b"YWJjZA==") == b"abcd" and decoder.finished
+    assert decoder.decode_plain(b"YWJj") is None        # finished: what follows is an error
+    cut_open = Base64Decoder()
+    assert cut_open.decode(b"YWJjZ") == b"abc"          # a cut quantum held aside
+    assert cut_open.decode_plain(b"GVmYWJj") is None and cut_open.decode_plain(b"YWJj") is None
+
+
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """Counts Base64Decoder.decode_plain calls that decoded, and decode calls
+    (what the search for the end of the text leads to)."""
+    calls = {"plain": 0, "searched": 0}
+    plain, searched = Base64Decoder.decode_plain, Base64Decoder.decode
+
+    def counted_plain(self, quanta):
+        out = plain(self, quanta)
+        calls["plain"] += out is not None
+        return out
+
+    def counted_decode(self, text):
+        calls["searched"] += 1
+        return searched(self, text)
+
+    monkeypatch.setattr(Base64Decoder, "decode_plain", counted_plain)
+    monkeypatch.setattr(Base64Decoder, "decode", counted_decode)
+    return calls
+
+
+def test_an_uploads_middle_pieces_are_decoded_with_no_search_for_its_end(decode_calls):
+    content = os.urandom(60_000)
+    raw = b"UPLOAD a " + base64.b64encode(content) + wire.TERMINATOR
+    chunks = cut(raw, range(4099, len(raw), 4099))      # pieces that cut quanta
+    events = normalize_requests(drive_requests(chunks))
+    assert events[-1] == {"event": "UploadEnd", "size": len(content)}
+    assert b"".join(e["data"] for e in events if e["event"] == "UploadData") == content
+    assert decode_calls["plain"] == len(chunks) - 1     # all but the piece with the terminator
+    assert decode_calls["searched"] == 1
+
+
+def test_a_get_replys_middle_pieces_are_decoded_with_no_search_for_its_end(decode_calls):
+    content = os.urandom(60_000)
+    raw = get_reply("f", content)
+    chunks = cut(raw, range(4099, len(raw), 4099))
+    assert normalize_replies(drive_replies(chunks)) == [
+        ("start", {"status": "OK", "data_namafile": "f"}, True), ("data", content), ("end",)]
+    assert decode_calls["plain"] >= len(chunks) - 2      # the first piece holds the head
+    assert decode_calls["searched"] <= 2
+
+
+@pytest.mark.parametrize("bad", [b"!", b"\r", b"\r\n\r", b"=", b"YQ==", b"\n"])
+@pytest.mark.parametrize("at", [1, 5003, 40_001])
+def test_a_bad_character_amid_a_large_piece_is_refused_as_when_it_comes_whole(bad, at):
+    """The same refusal (its detail may name what the piece showed), and the
+    request after it served, however the text is cut around the bad character."""
+    text = base64.b64encode(os.urandom(45_000))
+    raw = b"UPLOAD a " + text[:at] + bad + text[at:] + wire.TERMINATOR + b"LIST" + wire.TERMINATOR
+    reference = coarse(normalize_requests(drive_requests([raw])))
+    assert [e["event"] for e in reference] == ["UploadStart", "error", "Command"]
+    for chunks in (cut(raw, range(8192, len(raw), 8192)), cut(raw, [at + 9, at + 10]),
+                   cut(raw, range(3, len(raw), 30_000))):
+        assert coarse(normalize_requests(drive_requests(chunks))) == reference
+
+    def outline(events):
+        return [(e[0], error_kind(e[1])) if e[0] == "error" else e[:1]
+                for e in normalize_replies(events) if e[0] != "data"]
+    reply = get_reply("f", os.urandom(45_000))
+    start = len(wire.get_reply_prefix("f"))
+    broken = reply[:start + at] + bad + reply[start + at:]
+    reply_reference = outline(drive_replies([broken]))
+    assert reply_reference[-1][0] == "error"
+    for chunks in (cut(broken, range(8192, len(broken), 8192)), cut(broken, [start + at + 1])):
+        assert outline(drive_replies(chunks)) == reply_reference
