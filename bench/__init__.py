@@ -15,8 +15,8 @@ ports of 127.0.0.1 with temporary storage folders, and measures in one run:
   (streamed by the client in constant memory), in MB/s of file bytes and as
   a ratio to loopback TCP bulk throughput measured right before and right
   after each point (this machine's speed is not steady); the 100 MB points
-  are measured in rounds, each with one transfer per client at 1 client and
-  at 5 in turn: the median round counts, with the spread, and five clients
+  are measured in rounds, each with three transfers per client at 1 client
+  and at 5 in turn: the median round counts, with the spread, and five clients
   are compared with one round by round; server CPU seconds per transfer;
 * the peak RSS of all server processes (supervisor and workers), sampled
   every ~50 ms, in particular during 5 concurrent 100 MB GETs plus 5

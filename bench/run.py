@@ -358,19 +358,27 @@ def between_loopbacks(server, specs, plan) -> dict:
     return _bound_ratio(figures, "loopback", before, bounds.loopback_now())
 
 
+# transfers each client makes, one after the other, when its set runs in a round:
+# one 100 MB transfer alone lasts about 0.1 s, and in a lone transfer the start of
+# the client process, its first connection and the unevenly ending transfers of
+# five clients weigh more than in the steady flow the rounds mean to compare
+TRANSFERS_PER_CLIENT = 3
+
+
 def transfer_rounds(server, sets: list[list[ClientSpec]], rounds: int,
                     storage: str | None = None,
                     write_piece: int = bounds.UPLOAD_WRITE_BYTES) -> list[dict]:
-    """``rounds`` rounds in each of which every set of ``sets`` runs once: one
-    transfer per client, a set's clients all at once, each set between two
+    """``rounds`` rounds in each of which every set of ``sets`` runs once:
+    ``TRANSFERS_PER_CLIENT`` transfers per client, a set's clients all at
+    once, each set between two
     loopback measurements (the one after a set is the one before the next).
     The sets take turns going first, so each round measures them at nearly the
     same moment.  Per set, the point is its median round by loopback ratio, with
     every round's figures in round order for the spread.  An UPLOAD is also put
     between two file writes into ``storage`` (``bounds.file_write_speed``) in the
     server's ``write_piece``."""
-    plan = Plan(server.address, duration=0.0, window=False, min_ops=1, max_ops=1,
-                timeout=120.0)
+    plan = Plan(server.address, duration=0.0, window=False, min_ops=TRANSFERS_PER_CLIENT,
+                max_ops=TRANSFERS_PER_CLIENT, timeout=120.0)
     tries: list[list[dict]] = [[] for _ in sets]
     writes = storage is not None and any(s.op == "upload" for specs in sets for s in specs)
     before = bounds.loopback_now()

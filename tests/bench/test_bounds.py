@@ -220,6 +220,9 @@ def test_one_client_and_five_take_turns_in_the_same_rounds(monkeypatch):
 
     def measure(server, specs, plan):
         ran.append(len(specs))
+        # every client makes the same few transfers in a row, not one
+        assert plan.min_ops == plan.max_ops == bench_run.TRANSFERS_PER_CLIENT > 1
+        assert not plan.window
         return {"mb_per_s": next(speeds[len(specs)]), "errors": 0, "ops": len(specs),
                 "rss_peak_bytes": 1, "clients": len(specs), "p50_ms": 1.0, "p99_ms": 1.0}
     monkeypatch.setattr(bench_run, "measure", measure)
