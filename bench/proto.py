@@ -7,8 +7,8 @@ and decodes every piece of a GET.  The bench's files are a random block
 repeated (``BlockFile``), whose base64 is one encoded piece repeated: this
 client sends that piece again and again for an upload, and compares a GET
 reply, byte for byte as it arrives, with the reply the file must give (the
-comparison is a memcmp against a piece that stays in cache, several times
-cheaper than decoding, and stricter: it checks every byte of the file).
+comparison is a memcmp against a 1 MiB piece the CPU keeps cached, cheaper
+than decoding, and stricter: it checks every byte of the file).
 The protocol itself still comes from ``wire`` (request heads, the GET
 reply's prefix and suffix, ``ReplyDecoder`` for other replies), so the two
 clients cannot disagree about the format.
@@ -84,6 +84,24 @@ class _ExpectedGetReply:
         if position < self._suffix_start:
             return self.content.tail, position - self._tail_start
         return wire.GET_REPLY_SUFFIX, position - self._suffix_start
+
+    def bytes_at(self, position: int, count: int) -> bytes:
+        """The reply's bytes from ``position`` (at most ``count``), as one object."""
+        parts = []
+        while count > 0 and position < self.size:
+            part, offset = self._part_at(position)
+            taken = part[offset:offset + count]
+            parts.append(taken)
+            position += len(taken)
+            count -= len(taken)
+        return b"".join(parts)
+
+    def describe_difference(self, received: bytearray, count: int, position: int) -> str:
+        """Where ``received[:count]`` first differs from the reply, and both there."""
+        expected = self.bytes_at(position, count)
+        first = next((i for i in range(count) if received[i] != expected[i]), count)
+        return (f"at byte {position + first}: got {bytes(received[first:first + 80])!r}, "
+                f"expected {expected[first:first + 80]!r}")
 
     def matches(self, received: bytearray, count: int, position: int) -> bool:
         """Whether ``received[:count]`` are the reply's bytes from ``position``
@@ -166,9 +184,8 @@ class Client:
                                      f"{expected.size} reply bytes")
                 wanted = min(count, expected.size - position)
                 if not expected.matches(received, wanted, position):
-                    raise BenchError(f"GET {name}: the reply differs from the file's within "
-                                     f"bytes {position}-{position + wanted}: "
-                                     f"{bytes(received[:min(wanted, 200)])!r}")
+                    raise BenchError(f"GET {name}: the reply differs from the file's "
+                                     + expected.describe_difference(received, wanted, position))
                 if count > wanted:
                     raise BenchError(f"GET {name}: bytes after the reply")
                 position += count

@@ -283,7 +283,8 @@ def render(out: dict) -> str:
                          "vs loopback", "rounds", "vs write", "p50 s", "err", "srv CPU%",
                          "srv CPU s/req", "cli CPU%", "other%", "RSS+ MiB"], rows))
     parts.append("  vs loopback: MB/s over the mean loopback TCP throughput right before and "
-                 "after; a 100 MB point is the median of rounds with one transfer per "
+                 "after; a 100 MB point is the median of rounds with "
+                 f"{meta.get('transfers_per_client', 1)} transfer(s) per "
                  "client, 1 and 5 clients in turn (rounds: their spread); vs write: an "
                  "UPLOAD's MB/s over the file write into the storage folder right before and "
                  "after it; srv CPU s/req: server CPU seconds per transfer")

@@ -58,9 +58,9 @@ def parse_args(argv):
                         help="seconds each 10 MB transfer point runs, at least one "
                              "transfer per client (default 5, quick 0)")
     parser.add_argument("--transfer-rounds", type=int,
-                        help="rounds of the 100 MB points: in each, one transfer per "
-                             "client at 1 and at 5 clients, each between two loopback "
-                             "measurements; medians are reported (default 5, quick 3)")
+                        help=f"rounds of the 100 MB points: in each, {TRANSFERS_PER_CLIENT} "
+                             "transfers per client at 1 and at 5 clients, each between two "
+                             "loopback measurements; medians are reported (default 5, quick 3)")
     parser.add_argument("--list-clients", default="1,10,50",
                         help="LIST concurrency levels (default 1,10,50)")
     parser.add_argument("--keep-logs", action="store_true",
@@ -569,6 +569,7 @@ def _meta(args) -> dict:
             "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(), "commit": commit,
             "list_seconds": args.list_seconds, "list_rounds": args.list_rounds,
             "transfer_seconds": args.transfer_seconds, "transfer_rounds": args.transfer_rounds,
+            "transfers_per_client": TRANSFERS_PER_CLIENT,
             "base64_engine": bounds.streaming.BASE64_ENGINE.name,
             "list_pool": LIST_POOL, "transfer_pool": TRANSFER_POOL,
             "list_files": LIST_FILES, "modes": args.modes,

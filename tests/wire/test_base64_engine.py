@@ -245,6 +245,17 @@ def test_a_get_replys_middle_pieces_are_decoded_with_no_search_for_its_end(decod
     assert decode_calls["searched"] <= 2
 
 
+def test_an_upload_cut_by_the_end_of_the_stream_is_refused_before_any_data():
+    """At the end of the stream the text is not decoded ahead of the search:
+    what arrived of a file that cannot be complete is not handed out first."""
+    decoder = RequestDecoder()
+    decoder.receive_data(b"UPLOAD a YWJjYWJj")
+    decoder.receive_data(b"")
+    assert decoder.next_event() == UploadStart("a")
+    with pytest.raises(wire.ProtocolError, match="closed in the middle of an upload"):
+        decoder.next_event()
+
+
 @pytest.mark.parametrize("bad", [b"!", b"\r", b"\r\n\r", b"=", b"YQ==", b"\n"])
 @pytest.mark.parametrize("at", [1, 5003, 40_001])
 def test_a_bad_character_amid_a_large_piece_is_refused_as_when_it_comes_whole(bad, at):
