@@ -85,16 +85,20 @@ class _ExpectedGetReply:
             return self.content.tail, position - self._tail_start
         return wire.GET_REPLY_SUFFIX, position - self._suffix_start
 
+    def _spans(self, position: int, count: int):
+        """(part, offset, length) for the reply's bytes from ``position``, at most
+        ``count`` of them, in order."""
+        end = min(position + count, self.size)
+        while position < end:
+            part, offset = self._part_at(position)
+            length = min(len(part) - offset, end - position)
+            yield part, offset, length
+            position += length
+
     def bytes_at(self, position: int, count: int) -> bytes:
         """The reply's bytes from ``position`` (at most ``count``), as one object."""
-        parts = []
-        while count > 0 and position < self.size:
-            part, offset = self._part_at(position)
-            taken = part[offset:offset + count]
-            parts.append(taken)
-            position += len(taken)
-            count -= len(taken)
-        return b"".join(parts)
+        return b"".join(part[offset:offset + length]
+                        for part, offset, length in self._spans(position, count))
 
     def describe_difference(self, received: bytearray, count: int, position: int) -> str:
         """Where ``received[:count]`` first differs from the reply, and both there."""
@@ -106,10 +110,10 @@ class _ExpectedGetReply:
     def matches(self, received: bytearray, count: int, position: int) -> bool:
         """Whether ``received[:count]`` are the reply's bytes from ``position``
         (all inside the reply)."""
+        if position + count > self.size:
+            return False
         done = 0
-        while done < count:
-            part, offset = self._part_at(position + done)
-            length = min(len(part) - offset, count - done)
+        for part, offset, length in self._spans(position, count):
             with memoryview(part) as whole, whole[offset:offset + length] as expected:
                 if not received.startswith(expected, done):     # a memcmp
                     return False
