@@ -48,6 +48,7 @@ class ServerConfig:
     log_level: str = "INFO"
     stats_interval: float = 10.0
     backlog: int = 1024
+    acceptors: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,9 @@ SETTINGS = (
             "seconds between stats log lines (0 disables them)"),
     Setting("backlog", ("--backlog",), "FS_BACKLOG", _int_in(1, 65535),
             "listen() backlog: connections the kernel queues while all workers are busy"),
+    Setting("acceptors", ("--acceptors",), "FS_ACCEPTORS", _int_in(0, MAX_POOL),
+            "idle workers that wait for new connections at a time (0: one per CPU the "
+            "server may run on; the pool size or more: every idle worker)"),
 )
 
 

@@ -87,6 +87,8 @@ class ConnectionHandler:
     # TURN_SECONDS; then the connection is parked and the worker moves on.
     PARK_AFTER_SECONDS = 0.2
     TURN_SECONDS = 0.2
+    # a turn this long is a long one: a transfer then calls Connection.long_turn
+    LONG_TURN_SECONDS = 0.005
     LINGER_SECONDS = 2.0                # after a fatal error, drain so the reply is not reset
     LINGER_BYTES = 1024 * 1024          # ... but not much: a refused body is not read on and on
 
@@ -157,6 +159,10 @@ class Connection:
     # thread (the worker sets its own: the pool's cut), so that it never meets a
     # reused number
     close_lock = contextlib.nullcontext()
+    # called when this turn holds its worker long: a transfer has gone on for
+    # LONG_TURN_SECONDS, or the worker waits for the peer (the worker loop
+    # passes its accept token on)
+    long_turn = staticmethod(lambda: None)
     _decoder: "wire.RequestDecoder | None" = None
 
     def __init__(self, sock, address, slot, handler: ConnectionHandler):
@@ -401,6 +407,7 @@ class Connection:
         patience = self.handler.PARK_AFTER_SECONDS - self._waited
         if patience <= 0:
             raise _Parked(wait)          # this turn has waited long enough for the peer
+        self.long_turn()
         poller = select.poll()
         poller.register(self.sock, wait)
         started = time.monotonic()
@@ -408,6 +415,10 @@ class Connection:
         self._waited += time.monotonic() - started
         if not ready:
             raise _Parked(wait)
+
+    def _note_long_turn(self) -> None:
+        if time.monotonic() - self._turn_started >= self.handler.LONG_TURN_SECONDS:
+            self.long_turn()
 
     def _too_slow_at(self) -> float:
         """When the current transfer will have been slower than min_rate for too long."""
@@ -483,6 +494,7 @@ class Connection:
                 if not self.in_transfer:     # not a refused upload's body still arriving
                     self._request_finished()
                 return
+            self._note_long_turn()
             try:
                 chunk_buffer = self.handler.chunk_buffer()
                 with memoryview(chunk_buffer) as whole:
@@ -528,6 +540,7 @@ class Connection:
             self.reply("UPLOAD", error_reply(_storage_message(exc, name)), ok=False)
 
     def write_upload(self, data: bytes) -> None:
+        self._note_long_turn()
         if self.upload is None:
             return
         try:

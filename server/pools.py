@@ -60,7 +60,7 @@ from typing import Callable
 
 from .handler import ConnectionHandler
 from .stats import WorkerTable
-from .workerloop import WorkerLoop
+from .workerloop import AcceptTokens, WorkerLoop
 
 __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
            "WorkerBootError", "PoolStartError", "prepare_listener"]
@@ -68,6 +68,11 @@ __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopS
 log = logging.getLogger("server.pool")
 
 DEFER_ACCEPT_SECONDS = 1     # TCP_DEFER_ACCEPT: wake a worker once the first bytes arrived
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0))
 
 
 def prepare_listener(listener: socket.socket) -> None:
@@ -116,7 +121,8 @@ class Pool:
     log_format = "%(asctime)s - %(levelname)s - %(message)s"
 
     def __init__(self, size: int, listener: socket.socket, handler: ConnectionHandler,
-                 table: WorkerTable, stop_signal: StopSignal, max_connections: int = 1000):
+                 table: WorkerTable, stop_signal: StopSignal, max_connections: int = 1000,
+                 acceptors: int = 0):
         self.size = size
         self.listener = listener
         self.handler = handler
@@ -125,6 +131,10 @@ class Pool:
         # each worker holds its share of the connections
         self.connections_per_worker = max(1, math.ceil(max_connections / size))
         self.cut_connections = 0      # requests cut short by the last stop()
+        # idle workers that wait for new connections at a time (workerloop's
+        # docstring); with as many as workers, every idle one does: no tokens
+        self.acceptors = min(acceptors or usable_cpus(), size)
+        self.tokens = AcceptTokens(self.acceptors) if self.acceptors < size else None
 
     def start(self) -> None:
         raise NotImplementedError
@@ -175,7 +185,13 @@ class Pool:
 
     def _worker_loop(self, slot) -> WorkerLoop:
         return WorkerLoop(self.listener, self.handler, slot, self.stop_signal.is_set,
-                          self.connections_per_worker)
+                          self.connections_per_worker, self.tokens)
+
+    def _close_tokens(self) -> None:
+        """Once no worker runs."""
+        if self.tokens is not None:
+            self.tokens.close()
+            self.tokens = None
 
     def _wake_acceptors(self) -> None:
         # shutdown() on a listening socket makes every blocked accept(), in any
@@ -233,6 +249,7 @@ class ThreadPool(Pool):
             log.warning("grace period over: cut %d requests still in flight",
                         self.cut_connections)
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._close_tokens()
         return []
 
 
@@ -339,6 +356,8 @@ class PreforkPool(Pool):
         code, pid, name = process.exitcode, process.pid, process.name
         process.close()
         del self._workers[index]
+        if self.tokens is not None and self.table.slot(index)["accept_token"]:
+            self.tokens.give()          # it died holding one (or taking one: then one more)
         self.table.reset_row(index)
         self._ended.append(pid)
         self._report_exit(name, pid, code)
@@ -386,6 +405,7 @@ class PreforkPool(Pool):
                                    for index in self._workers)
         if self._workers:
             self._kill_the_rest()
+        self._close_tokens()
         return self._take_ended()
 
     def _kill_the_rest(self) -> None:

@@ -49,6 +49,7 @@ _FIELDS = (
     "requests",
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port",
     "client_since_ns", "client_bytes_in", "client_bytes_out", "client_requests",
+    "accept_token",
 ) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
 _INDEX = {name: i for i, name in enumerate(_FIELDS)}
 ROW = len(_FIELDS)
@@ -59,6 +60,7 @@ ROW = len(_FIELDS)
     "busy", "busy_since_ns", "busy_ns", "connections", "open_connections", "requests",
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port", "client_since_ns",
     "client_bytes_in", "client_bytes_out", "client_requests"))
+_ACCEPT_TOKEN = _INDEX["accept_token"]
 _RESULT = {(command, ok): _INDEX[f"{command}_{'OK' if ok else 'ERROR'}"]
            for command in COMMANDS for ok in (True, False)}
 
@@ -91,6 +93,11 @@ class WorkerSlot:
     def holding(self, connections: int) -> None:
         """How many connections this worker holds now (served, waiting or parked)."""
         self._row[_OPEN_CONNECTIONS] = connections
+
+    def holds_accept_token(self, holds: bool) -> None:
+        """Whether this worker holds (or is taking) an accept token
+        (``server.workerloop.AcceptTokens``); the pool returns a dead worker's."""
+        self._row[_ACCEPT_TOKEN] = holds
 
     def serving(self, address) -> None:
         """The worker starts (or resumes) serving a request of ``address``."""
@@ -145,6 +152,7 @@ class WorkerTable:
         slot._set("tid", 0)
         slot._set("busy", 0)
         slot._set("open_connections", 0)
+        slot._set("accept_token", 0)
 
     def rows(self) -> list[dict]:
         values = self._array[:]
@@ -381,6 +389,7 @@ class StatsCollector:
             "state": "busy" if row["busy"] else ("idle" if row["pid"] else "not started"),
             "connections": row["connections"],
             "open_connections": row["open_connections"],
+            "accepting": bool(row["accept_token"]),
             "requests": row["requests"],
             "bytes_in": row["bytes_in"],
             "bytes_out": row["bytes_out"],

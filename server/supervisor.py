@@ -78,7 +78,8 @@ class Supervisor:
         self._open()
         self.pool = self.pool_class(config.pool, self.listener, self.handler,
                                     self.table, self.stop_signal,
-                                    max_connections=config.max_connections)
+                                    max_connections=config.max_connections,
+                                    acceptors=config.acceptors)
         self._install_signal_handlers()
         os.register_at_fork(after_in_child=self._close_in_worker)
         try:

@@ -1,0 +1,218 @@
+"""Accept tokens: only the workers holding one wait for new connections, and a
+holder passes its token on before it may be busy for long."""
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+
+import pytest
+
+from server.config import ServerConfig
+from server.handler import ConnectionHandler
+from server.launcher import wait_until
+from server.stats import WorkerTable
+from server.storage import Storage
+from server.workerloop import SPREAD_CONNECTIONS, AcceptTokens, WorkerLoop
+from tests.support import ServerProcess, command, connect, read_reply
+
+pytestmark = pytest.mark.unit
+
+
+class CountedTokens(AcceptTokens):
+    def __init__(self, count):
+        super().__init__(count)
+        self.given = 0
+
+    def give(self):
+        self.given += 1
+        super().give()
+
+
+@contextlib.contextmanager
+def loops_in_threads(handler, count: int, tokens: AcceptTokens):
+    """``count`` WorkerLoops sharing one listener and ``tokens``, each in a thread;
+    yields (port, table)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.setblocking(False)
+    stop = threading.Event()
+    table = WorkerTable(count)
+    loops = [WorkerLoop(listener, handler, table.slot(i), stop.is_set, 100, tokens)
+             for i in range(count)]
+    threads = [threading.Thread(target=loop.run) for loop in loops]
+    for thread in threads:
+        thread.start()
+    try:
+        assert wait_until(lambda: holders(table) == tokens.count, 5)
+        yield listener.getsockname()[1], table
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+        listener.close()
+        returned = tokens.available()
+        tokens.close()
+    assert not any(thread.is_alive() for thread in threads)
+    assert returned == tokens.count         # every token came back
+
+
+def holders(table: WorkerTable) -> int:
+    return sum(row["accept_token"] for row in table.rows())
+
+
+def list_reply(port: int) -> dict:
+    with connect(port, timeout=5) as sock:
+        sock.sendall(b"LIST\r\n\r\n")
+        return read_reply(sock)
+
+
+def test_only_the_token_holders_wait_for_connections(tmp_path):
+    tokens = AcceptTokens(1)
+    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=5.0))
+    with loops_in_threads(handler, 3, tokens) as (port, table):
+        assert tokens.available() == 0
+        for _ in range(20):
+            assert list_reply(port) == {"status": "OK", "data": []}
+        assert holders(table) == 1
+        served = [row["requests"] for row in table.rows()]
+    assert sum(served) == 20
+
+
+class Slow(Storage):
+    """Opening a file or starting an upload takes a long turn's time; then
+    reading the file or writing the upload blocks until ``release`` is set."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.release = threading.Event()
+        self.blocked = threading.Event()
+
+    def _slow(self):
+        time.sleep(ConnectionHandler.LONG_TURN_SECONDS * 2)
+
+    def _block(self):
+        self.blocked.set()
+        assert self.release.wait(10)
+
+    def open_read(self, name):
+        self._slow()
+        return Blocked(super().open_read(name), "readinto", self._block)
+
+    def start_upload(self, name):
+        self._slow()
+        return Blocked(super().start_upload(name), "write", self._block)
+
+
+class Blocked:
+    """``inner`` whose method ``name`` first calls ``block()``."""
+
+    def __init__(self, inner, name, block):
+        self._inner, self._name, self._block = inner, name, block
+
+    def __getattr__(self, attribute):
+        value = getattr(self._inner, attribute)
+        if attribute != self._name:
+            return value
+
+        def blocked(*args):
+            self._block()
+            return value(*args)
+        return blocked
+
+
+@pytest.mark.parametrize("request_bytes", [b"GET big.bin\r\n\r\n", b"UPLOAD new.bin aGVsbG8="])
+def test_a_long_transfer_lets_another_worker_accept(tmp_path, request_bytes):
+    """The only token's holder is stuck in a transfer that has gone on for a long
+    turn: another worker took the token, and answers a new client's LIST meanwhile."""
+    storage = Slow(tmp_path)
+    (tmp_path / "big.bin").write_bytes(b"x" * 1000)
+    tokens = AcceptTokens(1)
+    handler = ConnectionHandler(storage, ServerConfig(timeout=5.0))
+    with loops_in_threads(handler, 2, tokens) as (port, table):
+        with connect(port, timeout=5) as transfer:
+            transfer.sendall(request_bytes)
+            assert storage.blocked.wait(5)
+            try:
+                assert list_reply(port) == {"status": "OK", "data": ["big.bin"]}
+            finally:
+                storage.release.set()
+            if request_bytes.startswith(b"UPLOAD"):
+                transfer.sendall(b"\r\n\r\n")
+            assert read_reply(transfer)["status"] == "OK"
+
+
+def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
+    slow = threading.Event()
+
+    class SlowList(Storage):
+        def list_names(self):
+            if slow.is_set():
+                time.sleep(ConnectionHandler.LONG_TURN_SECONDS * 2)
+            return super().list_names()
+    tokens = CountedTokens(1)
+    handler = ConnectionHandler(SlowList(tmp_path), ServerConfig(timeout=5.0))
+    with loops_in_threads(handler, 1, tokens) as (port, table):
+        for _ in range(5):
+            list_reply(port)
+        assert tokens.given == 0
+        slow.set()
+        list_reply(port)
+        assert wait_until(lambda: tokens.given == 1 and holders(table) == 1, 5)
+
+
+def test_a_holder_of_many_connections_passes_its_token(tmp_path):
+    """Long-lived connections spread over the pool: a worker holding
+    SPREAD_CONNECTIONS passes its token on."""
+    tokens = CountedTokens(1)
+    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
+    with loops_in_threads(handler, 2, tokens) as (port, table):
+        with contextlib.ExitStack() as stack:
+            for _ in range(SPREAD_CONNECTIONS - 1):
+                sock = stack.enter_context(connect(port, timeout=5))
+                sock.sendall(b"LIST\r\n\r\n")
+                read_reply(sock)                  # answered, held open
+            held = [row["open_connections"] for row in table.rows()]
+            assert sorted(held) == [0, SPREAD_CONNECTIONS - 1] and tokens.given == 0
+            first = held.index(SPREAD_CONNECTIONS - 1)
+            sock = stack.enter_context(connect(port, timeout=5))
+            sock.sendall(b"LIST\r\n\r\n")
+            read_reply(sock)
+            assert wait_until(lambda: tokens.given == 1 and table.rows()[1 - first][
+                "accept_token"], 5)
+            sock = stack.enter_context(connect(port, timeout=5))
+            sock.sendall(b"LIST\r\n\r\n")
+            read_reply(sock)
+            held = [row["open_connections"] for row in table.rows()]
+            assert sorted(held) == [1, SPREAD_CONNECTIONS]
+
+
+def accepting(srv) -> list[int]:
+    return [w["pid"] for w in srv.stats()["workers"] if w["accepting"]]
+
+
+def test_a_worker_killed_holding_the_token_gives_it_back(tmp_path):
+    srv = ServerProcess(tmp_path / "files", mode="process", pool=3, acceptors=1)
+    try:
+        assert wait_until(lambda: len(accepting(srv)) == 1, 10)
+        holder, = accepting(srv)
+        os.kill(holder, signal.SIGKILL)
+        assert wait_until(lambda: len(accepting(srv)) == 1 and accepting(srv) != [holder], 10), \
+            srv.log()[-3000:]
+        for _ in range(5):
+            assert command(srv.port, "LIST") == {"status": "OK", "data": []}
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["thread", "process"])
+@pytest.mark.parametrize("acceptors, expected", [(2, 2), (0, None), (9, 4)])
+def test_stats_show_how_many_workers_accept(tmp_path, mode, acceptors, expected):
+    srv = ServerProcess(tmp_path / "files", mode=mode, pool=4, acceptors=acceptors)
+    try:
+        expected = expected or min(len(os.sched_getaffinity(0)), 4)
+        assert wait_until(lambda: len(accepting(srv)) == expected, 10), srv.stats()["workers"]
+        assert command(srv.port, "LIST") == {"status": "OK", "data": []}
+    finally:
+        assert srv.stop() == 0
