@@ -36,7 +36,8 @@ a worker is:
 
 Stopping is the same for both: the stop signal is set (workers stop
 accepting and close the connections that are between requests),
-``shutdown()`` on the listener wakes the workers, in-flight requests get
+``shutdown()`` on the listener wakes the workers (and a pipe full of
+accept tokens those waiting for one), in-flight requests get
 ``grace`` seconds, then what is left is cut (sockets shut down, or
 processes killed); ``cut_connections`` then says how many requests were
 cut short.
@@ -195,11 +196,14 @@ class Pool:
 
     def _wake_acceptors(self) -> None:
         # shutdown() on a listening socket makes every blocked accept(), in any
-        # thread or forked process sharing it, return EINVAL at once.
+        # thread or forked process sharing it, return EINVAL at once; the
+        # workers waiting for an accept token wake up to tokens enough for all
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        if self.tokens is not None:
+            self.tokens.give(self.size)
 
 
 class ThreadPool(Pool):

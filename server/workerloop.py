@@ -24,7 +24,11 @@ turn that took that long anyway, once it holds
 ``SPREAD_CONNECTIONS`` connections (and then leaves new connections to the
 other idle workers for a moment, so that long-lived connections spread over
 the pool), and when it stops accepting.  A worker process that dies holding
-a token has it given back by its pool.  The idea is nginx's
+a token has it given back by its pool.  And once a tick an idle worker
+without a token accepts a connection if one is waiting, so that holders
+all stuck in long turns (a slow disk, say) do not stop the server from
+accepting.  When the pool stops, it fills the pipe so that the workers
+waiting for a token wake up.  The idea is nginx's
 ``accept_mutex``, with tokens instead of a lock so that an idle worker can
 wait for one in its epoll set.
 
@@ -90,8 +94,8 @@ class AcceptTokens:
         except BlockingIOError:
             return False                    # another worker was quicker
 
-    def give(self) -> None:
-        os.write(self._write_fd, b"t")
+    def give(self, count: int = 1) -> None:
+        os.write(self._write_fd, b"t" * count)
 
     def available(self) -> int:
         """Tokens in the pipe now (held by no worker)."""
@@ -149,6 +153,7 @@ class WorkerLoop:
                     return
                 if not self._accepting:
                     self._set_accepting(True)        # after a pause, or room again
+                self._sync_epoll()
                 ready = self._ready
                 if ready:
                     self._ready = []
@@ -173,9 +178,13 @@ class WorkerLoop:
                     self._tick(now)
                     next_tick = now + TICK_SECONDS
         finally:
-            self._set_accepting(False)      # a token held goes back
-            self.close_all()
-            self._epoll.close()
+            try:
+                self._accepting = False
+                self._pass_token()
+                self.slot.holds_accept_token(False)
+            finally:
+                self.close_all()
+                self._epoll.close()
 
     def _poll_seconds(self) -> float:
         pause_left = self._accept_paused_until - time.monotonic()
@@ -187,54 +196,46 @@ class WorkerLoop:
         for connection in [c for c in self.connections.values() if c.deadline() <= now]:
             connection.expire()
             self._forget(connection)
+        if self._accepting and not self._holds_token:
+            # every holder may be stuck in a long turn (a slow disk, say): a
+            # connection waiting now is taken by this idle worker
+            self._accept()
 
     # -- accepting ------------------------------------------------------------------
     def _set_accepting(self, accepting: bool) -> None:
-        """Wait for new connections (on the listener if this worker holds a
-        token, else for a token), or stop waiting (and pass a token on)."""
+        """Wait for new connections or not (then a token held goes back); the
+        epoll set follows at the next pass (``_sync_epoll``)."""
         if self.should_stop() or self._listener_gone:
             accepting = False
         elif len(self.connections) >= self.max_connections:
             accepting = False
         elif time.monotonic() < self._accept_paused_until:
             accepting = False
-        if accepting == self._accepting:
-            return
         self._accepting = accepting
-        if accepting:
-            self._wait_for_connections()
-        else:
-            self._pass_token(wait_again=False)
-            self._listen(False)
-            self._await_token(False)
+        if not accepting:
+            self._pass_token()
 
-    def _wait_for_connections(self) -> None:
-        if self._holds_token:
-            self._listen(True)
-        else:
-            self._await_token(True)
-
-    def _listen(self, listening: bool) -> None:
-        if listening == self._listening:
-            return
-        # EPOLLEXCLUSIVE (a new connection wakes one waiting worker) cannot be
-        # modified, only added and removed
-        if listening:
-            self._epoll.register(self._listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-        else:
-            self._epoll.unregister(self._listener_fd)
-        self._listening = listening
-        if self.tokens is None:
-            self.slot.holds_accept_token(listening)
-
-    def _await_token(self, awaiting: bool) -> None:
-        if awaiting == self._awaiting_token:
-            return
-        if awaiting:
-            self._epoll.register(self.tokens.fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
-        else:
-            self._epoll.unregister(self.tokens.fd)
-        self._awaiting_token = awaiting
+    def _sync_epoll(self) -> None:
+        """The epoll set as the state says: the listener while accepting with a
+        token (always, without tokens), the token pipe while accepting without."""
+        listening = self._accepting and self._holds_token
+        if listening != self._listening:
+            # EPOLLEXCLUSIVE (a new connection wakes one waiting worker) cannot be
+            # modified, only added and removed
+            if listening:
+                self._epoll.register(self._listener_fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            else:
+                self._epoll.unregister(self._listener_fd)
+            self._listening = listening
+            if self.tokens is None:
+                self.slot.holds_accept_token(listening)
+        awaiting = self._accepting and not self._holds_token
+        if awaiting != self._awaiting_token:
+            if awaiting:
+                self._epoll.register(self.tokens.fd, select.EPOLLIN | select.EPOLLEXCLUSIVE)
+            else:
+                self._epoll.unregister(self.tokens.fd)
+            self._awaiting_token = awaiting
 
     def _take_token(self) -> None:
         if self._holds_token or not self._accepting:
@@ -245,20 +246,16 @@ class WorkerLoop:
             self.slot.holds_accept_token(False)
             return                          # another worker took it
         self._holds_token = True
-        self._await_token(False)
-        self._listen(True)
 
-    def _pass_token(self, wait_again: bool = True) -> None:
+    def _pass_token(self) -> None:
         """Give this worker's token back, so that another idle worker accepts
-        while this one is busy (and, if ``wait_again``, wait for one again)."""
+        while this one is busy.  No epoll change: it may be called in the
+        middle of a connection's turn (``Connection.long_turn``)."""
         if self.tokens is None or not self._holds_token:
             return
-        self._listen(False)
         self._holds_token = False
         self.tokens.give()
         self.slot.holds_accept_token(False)    # last: a token may be given back twice, never lost
-        if wait_again and self._accepting:
-            self._await_token(True)
 
     def _accept(self) -> None:
         try:

@@ -15,7 +15,7 @@ from server.handler import ConnectionHandler
 from server.launcher import wait_until
 from server.stats import WorkerTable
 from server.storage import Storage
-from server.workerloop import SPREAD_CONNECTIONS, AcceptTokens, WorkerLoop
+from server.workerloop import SPREAD_CONNECTIONS, TICK_SECONDS, AcceptTokens, WorkerLoop
 from tests.support import ServerProcess, command, connect, read_reply
 
 pytestmark = pytest.mark.unit
@@ -135,6 +135,9 @@ def test_a_long_transfer_lets_another_worker_accept(tmp_path, request_bytes):
             transfer.sendall(request_bytes)
             assert storage.blocked.wait(5)
             try:
+                # the idle worker holds the token (not only its once-a-tick rescue)
+                assert wait_until(lambda: [(row["busy"], row["accept_token"])
+                                           for row in table.rows()].count((0, 1)) == 1, 5)
                 assert list_reply(port) == {"status": "OK", "data": ["big.bin"]}
             finally:
                 storage.release.set()
@@ -149,10 +152,11 @@ def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
     class SlowList(Storage):
         def list_names(self):
             if slow.is_set():
-                time.sleep(ConnectionHandler.LONG_TURN_SECONDS * 2)
+                time.sleep(0.3)
             return super().list_names()
     tokens = CountedTokens(1)
     handler = ConnectionHandler(SlowList(tmp_path), ServerConfig(timeout=5.0))
+    handler.LONG_TURN_SECONDS = 0.2           # no fast LIST takes that long, even preempted
     with loops_in_threads(handler, 1, tokens) as (port, table):
         for _ in range(5):
             list_reply(port)
@@ -164,28 +168,30 @@ def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
 
 def test_a_holder_of_many_connections_passes_its_token(tmp_path):
     """Long-lived connections spread over the pool: a worker holding
-    SPREAD_CONNECTIONS passes its token on."""
+    SPREAD_CONNECTIONS passes its token on, and the next one goes to another."""
     tokens = CountedTokens(1)
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
+    handler.LONG_TURN_SECONDS = 1.0           # only the spread passes the token here
     with loops_in_threads(handler, 2, tokens) as (port, table):
         with contextlib.ExitStack() as stack:
-            for _ in range(SPREAD_CONNECTIONS - 1):
+            opened = []
+
+            def one_more():
                 sock = stack.enter_context(connect(port, timeout=5))
                 sock.sendall(b"LIST\r\n\r\n")
                 read_reply(sock)                  # answered, held open
+                opened.append(sock)
+            for _ in range(2 * SPREAD_CONNECTIONS):
+                one_more()
+                if tokens.given:
+                    break
             held = [row["open_connections"] for row in table.rows()]
-            assert sorted(held) == [0, SPREAD_CONNECTIONS - 1] and tokens.given == 0
-            first = held.index(SPREAD_CONNECTIONS - 1)
-            sock = stack.enter_context(connect(port, timeout=5))
-            sock.sendall(b"LIST\r\n\r\n")
-            read_reply(sock)
-            assert wait_until(lambda: tokens.given == 1 and table.rows()[1 - first][
-                "accept_token"], 5)
-            sock = stack.enter_context(connect(port, timeout=5))
-            sock.sendall(b"LIST\r\n\r\n")
-            read_reply(sock)
+            assert tokens.given == 1 and max(held) == SPREAD_CONNECTIONS, held
+            spreader = held.index(SPREAD_CONNECTIONS)
+            assert wait_until(lambda: table.rows()[1 - spreader]["accept_token"], 5)
+            one_more()
             held = [row["open_connections"] for row in table.rows()]
-            assert sorted(held) == [1, SPREAD_CONNECTIONS]
+            assert held[spreader] == SPREAD_CONNECTIONS and sum(held) == len(opened), held
 
 
 def accepting(srv) -> list[int]:
@@ -216,3 +222,29 @@ def test_stats_show_how_many_workers_accept(tmp_path, mode, acceptors, expected)
         assert command(srv.port, "LIST") == {"status": "OK", "data": []}
     finally:
         assert srv.stop() == 0
+
+
+def test_holders_stuck_in_a_long_turn_do_not_keep_new_clients_waiting(tmp_path):
+    """The only holder is stuck in a LIST that is no transfer: at its next tick an
+    idle worker without the token takes the waiting connection."""
+    release, stuck = threading.Event(), threading.Event()
+
+    class StuckOnce(Storage):
+        def list_names(self):
+            if not stuck.is_set():
+                stuck.set()
+                assert release.wait(10)
+            return super().list_names()
+    tokens = AcceptTokens(1)
+    handler = ConnectionHandler(StuckOnce(tmp_path), ServerConfig(timeout=5.0))
+    with loops_in_threads(handler, 2, tokens) as (port, table):
+        with connect(port, timeout=5) as first:
+            first.sendall(b"LIST\r\n\r\n")
+            assert stuck.wait(5)
+            try:
+                started = time.monotonic()
+                assert list_reply(port) == {"status": "OK", "data": []}
+                assert time.monotonic() - started < 3 * TICK_SECONDS
+            finally:
+                release.set()
+            assert read_reply(first) == {"status": "OK", "data": []}
