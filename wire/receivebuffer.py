@@ -28,7 +28,10 @@ TERMINATOR = b"\r\n\r\n"
 # the bytes at the end of a buffer that may be the start of a split terminator
 TERMINATOR_TAIL = len(TERMINATOR) - 1
 
-_zeros = memoryview(bytes(RECV_BYTES))     # room made for a receive_into is filled from here
+# room made for a receive_into is filled from here, through a memoryview of each
+# call's own: in free-threaded CPython 3.13 a memoryview sliced by several threads
+# at once can end up released (its managed buffer's export count is not atomic)
+_zero_bytes = bytes(RECV_BYTES)
 _KEEP_BYTES = 64 * 1024     # a buffer this large, emptied, is kept for the next receive_into
 _LEFT_BYTES = 64            # ... when no more than this is left in it
 
@@ -59,26 +62,28 @@ class ReceiveBuffer:
         records the end of the stream.  Its exceptions propagate and leave
         the buffer as it was.  Returns the count.
         """
-        global _zeros
+        global _zero_bytes
         if size <= 0:
             raise ValueError(f"receive_into needs room for at least one byte, not {size}")
-        if size > len(_zeros):
-            _zeros = memoryview(bytes(size))
+        zero_bytes = _zero_bytes
+        if size > len(zero_bytes):
+            zero_bytes = _zero_bytes = bytes(size)
         data = self.data
         start = len(data)
         spare = self._spare
-        if spare is not None and start <= _LEFT_BYTES:
-            # write into the kept buffer: no new memory; only what it lacks is filled
-            self._spare = None
-            end = start + size
-            if len(spare) < end:
-                spare += _zeros[:end - len(spare)]
+        with memoryview(zero_bytes) as zeros:
+            if spare is not None and start <= _LEFT_BYTES:
+                # write into the kept buffer: no new memory; only what it lacks is filled
+                self._spare = None
+                end = start + size
+                if len(spare) < end:
+                    spare += zeros[:end - len(spare)]
+                else:
+                    del spare[end:]
+                spare[:start] = data
+                data = self.data = spare
             else:
-                del spare[end:]
-            spare[:start] = data
-            data = self.data = spare
-        else:
-            data += _zeros[:size]
+                data += zeros[:size]
         self._filled_into = True
         try:
             with memoryview(data) as whole, whole[start:] as room:

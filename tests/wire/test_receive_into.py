@@ -234,3 +234,25 @@ def test_a_buffer_with_much_left_is_not_kept():
     first = received.data
     received.drop(50_000)
     assert received.data is first and len(received) == 50_000
+
+
+def test_buffers_receive_into_from_many_threads_at_once():
+    """Each thread's buffers make room from the same zero bytes: on a free-threaded
+    build a memoryview shared by the threads could end up released (and every
+    receive_into then fail), as it did in a server race test."""
+    failures = []
+
+    def receive_many():
+        buffer = ReceiveBuffer()
+        try:
+            for turn in range(20_000):
+                buffer.receive_into(lambda room: len(room), 100 + turn % 50)
+                buffer.drop(len(buffer))
+        except ValueError as exc:
+            failures.append(str(exc))
+    threads = [threading.Thread(target=receive_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
