@@ -50,14 +50,23 @@ def _variant_names(out: dict) -> list[str]:
     return [v["name"] for v in meta["variants"]] if "variants" in meta else meta["modes"]
 
 
-def _list_ratio_target(out: dict, name: str, over: str, target: float, top: int):
-    point = _list_point(out, _list_label(out, name), top)
-    base = _list_point(out, _list_label(out, over), top)
+def _list_ratio(point, base, target: float):
+    """``point`` over ``base`` (median rounds), and the spread of the ratios of
+    their rounds: round i of every server ran in the same turn of the run."""
     if not (point and base and base["ops_per_s"] and point["ops_per_s"] is not None):
         return None
     ratio = point["ops_per_s"] / base["ops_per_s"]
+    detail = f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s"
+    pairs = list(zip(point.get("rounds_ops_per_s") or [], base.get("rounds_ops_per_s") or []))
+    if len(pairs) > 1 and all(over for _, over in pairs):
+        detail += f"; rounds' ratios {_spread([one / over for one, over in pairs], '.2f')}"
     return {"value": round(ratio, 3), "target": target, "pass": ratio >= target,
-            "detail": f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s"}
+            "detail": detail}
+
+
+def _list_ratio_target(out: dict, name: str, over: str, target: float, top: int):
+    return _list_ratio(_list_point(out, _list_label(out, name), top),
+                       _list_point(out, _list_label(out, over), top), target)
 
 
 def _free_threaded_targets(out: dict, top: int) -> list[dict]:
@@ -114,18 +123,14 @@ def evaluate_targets(out: dict) -> list[dict]:
         base = _list_point(out, BASELINE, top)
         point = _list_point(out, _list_label(out, mode), top)
         target = LIST_RATIO_TARGETS.get(mode)
-        if base and point and base["ops_per_s"] and target is not None:
-            ratio = point["ops_per_s"] / base["ops_per_s"]
-            detail = f"{point['ops_per_s']:.0f} vs {base['ops_per_s']:.0f} ops/s"
+        result = _list_ratio(point, base, target) if target is not None else None
+        if result:
             bare = _list_point(out, f"{BARE_REFERENCES.get(mode)}({out['meta']['list_pool']})",
                                top)
             if bare and bare["ops_per_s"]:
-                detail += (f"; a bare {bare['server']} in the same run: "
-                           f"{bare['ops_per_s'] / base['ops_per_s']:.2f} of asyncio")
-            targets.append({
-                "name": f"LIST@{top} {mode} >= {target:.0%} of asyncio",
-                "value": round(ratio, 3), "target": target, "detail": detail,
-                "pass": ratio >= target})
+                result["detail"] += (f"; a bare {bare['server']} in the same run: "
+                                     f"{bare['ops_per_s'] / base['ops_per_s']:.2f} of asyncio")
+            targets.append({"name": f"LIST@{top} {mode} >= {target:.0%} of asyncio", **result})
     targets += _free_threaded_targets(out, top)
     for mode in names:
         for op, target in TRANSFER_RATIO_TARGETS.items():
