@@ -145,8 +145,9 @@ SETTINGS = (
     Setting("backlog", ("--backlog",), "FS_BACKLOG", _int_in(1, 65535),
             "listen() backlog: connections the kernel queues while all workers are busy"),
     Setting("acceptors", ("--acceptors",), "FS_ACCEPTORS", _int_in(0, MAX_POOL),
-            "idle workers that wait for new connections at a time (0: one per CPU the "
-            "server may run on; the pool size or more: every idle worker)"),
+            "most idle workers that wait for new connections at a time, one while "
+            "that keeps up (0: one per CPU the server may run on; the pool size or "
+            "more: every idle worker)"),
 )
 
 

@@ -132,8 +132,9 @@ class Pool:
         # each worker holds its share of the connections
         self.connections_per_worker = max(1, math.ceil(max_connections / size))
         self.cut_connections = 0      # requests cut short by the last stop()
-        # idle workers that wait for new connections at a time (workerloop's
-        # docstring); with as many as workers, every idle one does: no tokens
+        # at most this many idle workers wait for new connections at a time, one
+        # at first (workerloop's docstring); with as many as workers, every idle
+        # one does: no tokens
         self.acceptors = min(acceptors or usable_cpus(), size)
         self.tokens = AcceptTokens(self.acceptors) if self.acceptors < size else None
 
@@ -203,7 +204,7 @@ class Pool:
         except OSError:
             pass
         if self.tokens is not None:
-            self.tokens.give(self.size)
+            self.tokens.wake(self.size)
 
 
 class ThreadPool(Pool):
@@ -360,8 +361,8 @@ class PreforkPool(Pool):
         code, pid, name = process.exitcode, process.pid, process.name
         process.close()
         del self._workers[index]
-        if self.tokens is not None and self.table.slot(index)["accept_token"]:
-            self.tokens.give()          # it died holding one (or taking one: then one more)
+        if self.tokens is not None:
+            self.tokens.give_back(self.table.slot(index)["accept_token"])   # it died holding one
         self.table.reset_row(index)
         self._ended.append(pid)
         self._report_exit(name, pid, code)

@@ -94,10 +94,10 @@ class WorkerSlot:
         """How many connections this worker holds now (served, waiting or parked)."""
         self._row[_OPEN_CONNECTIONS] = connections
 
-    def holds_accept_token(self, holds: bool) -> None:
-        """Whether this worker holds (or is taking) an accept token
-        (``server.workerloop.AcceptTokens``); the pool returns a dead worker's."""
-        self._row[_ACCEPT_TOKEN] = holds
+    def holds_accept_token(self, mark: int) -> None:
+        """The accept token this worker holds or is taking, 0 for none
+        (``server.workerloop.AcceptTokens.mark``); the pool returns a dead worker's."""
+        self._row[_ACCEPT_TOKEN] = mark
 
     def serving(self, address) -> None:
         """The worker starts (or resumes) serving a request of ``address``."""

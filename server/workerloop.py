@@ -12,12 +12,16 @@ worker meanwhile accepts and serves others.
 
 When the pool has more workers than CPUs, only a few of its idle workers
 wait for new connections at a time: those holding one of the pool's
-``AcceptTokens`` (as many as the server has CPUs, ``FS_ACCEPTORS``); the
-others wait for a token.  Without them every idle worker would wait on the
-listener, and under load each connection would wake another of many
-processes or threads, to serve one request and sleep again; with them a few
-workers serve the short requests back to back (LIST at 50 clients, process
-mode: about 25 % less server CPU per request).  A holder passes its token on
+``AcceptTokens``; the others wait for a token.  Without them every idle
+worker would wait on the listener, and under load each connection would
+wake another of many processes or threads, to serve one request and sleep
+again; with them one worker, or a few, serve the short requests back to back
+(LIST at 50 clients, process mode: about 25 % less server CPU per request
+with one token per CPU, a sixth less again with one).  One token is in play
+at first; once a tick a holder that used nearly a whole CPU brings another
+into play, up to ``FS_ACCEPTORS`` (one per CPU by default), and the holder
+of an extra one that was hardly busy retires it (``_adapt_acceptors``).
+A holder passes its token on
 while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
 turn that took that long anyway, once it holds
@@ -75,35 +79,94 @@ _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
 # waits this long before it waits for a token again
 SPREAD_CONNECTIONS = 32
 SPREAD_PAUSE_SECONDS = 0.01
+# a token holder that used this share of a CPU over a tick brings another token
+# into play; a secondary token's holder that used less than IDLE_CPU_SHARE retires it
+SATURATED_CPU_SHARE = 0.9
+IDLE_CPU_SHARE = 0.5
 
 
 class AcceptTokens:
-    """``count`` tokens, as bytes in a pipe, shared by the workers of a pool
-    (threads, or processes forked after it was made).  A worker takes one with
-    a non-blocking read and gives it back with a write; an idle worker without
-    one waits for the pipe to be readable in its epoll set."""
+    """Accept tokens shared by the workers of a pool (threads, or processes
+    forked after it was made): bytes in a pipe.  A worker takes one with a
+    non-blocking read and gives it back with a write; an idle worker without
+    one waits for the pipe to be readable in its epoll set.
 
-    def __init__(self, count: int):
-        self.count = count
+    Of ``limit`` tokens only ``in_play`` are in the pipe at first (the first
+    of them is the ``PRIMARY``); the others wait in a reserve pipe.  A holder
+    that uses a whole CPU brings one more into play (``bring_in``), and the
+    holder of a ``SECONDARY`` one that is hardly busy retires it
+    (``retire``): so as many workers accept as keep a CPU busy, at least one.
+    A byte moves from one pipe to the other whole, so tokens are never lost
+    or doubled by workers acting at once."""
+
+    PRIMARY, SECONDARY = 0, 1
+    TAKING = 3          # a stats row's mark (``mark``) while its worker reads a token
+
+    def __init__(self, limit: int, in_play: int = 1):
+        self.limit = limit
+        in_play = min(max(in_play, 1), limit)
         self.fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        os.write(self._write_fd, b"t" * count)
+        self._reserve_fd, self._reserve_write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        os.write(self._write_fd, bytes([self.PRIMARY] + [self.SECONDARY] * (in_play - 1)))
+        if limit > in_play:
+            os.write(self._reserve_write_fd, bytes([self.SECONDARY]) * (limit - in_play))
 
-    def take(self) -> bool:
+    def take(self) -> int | None:
+        """A token (``PRIMARY`` or ``SECONDARY``), or None if another worker was quicker."""
         try:
-            return bool(os.read(self.fd, 1))
+            data = os.read(self.fd, 1)
         except BlockingIOError:
-            return False                    # another worker was quicker
+            return None
+        return data[0] if data else None
 
-    def give(self, count: int = 1) -> None:
-        os.write(self._write_fd, b"t" * count)
+    def give(self, token: int) -> None:
+        os.write(self._write_fd, bytes([token]))
+
+    def bring_in(self) -> bool:
+        """One more token in play, if the reserve has one."""
+        try:
+            token = os.read(self._reserve_fd, 1)
+        except BlockingIOError:
+            return False
+        os.write(self._write_fd, token)
+        return True
+
+    def retire(self, token: int) -> None:
+        """A ``SECONDARY`` token out of play, into the reserve."""
+        os.write(self._reserve_write_fd, bytes([token]))
+
+    def wake(self, count: int) -> None:
+        """``count`` more tokens, for good: the pool stops, and its workers
+        waiting for one must wake up."""
+        os.write(self._write_fd, bytes([self.PRIMARY]) * count)
+
+    @classmethod
+    def mark(cls, token: int | None) -> int:
+        """What a worker's stats row holds: 0 (no token), the token plus one, or
+        ``TAKING``."""
+        return 0 if token is None else token + 1
+
+    def give_back(self, mark: int) -> None:
+        """The token of a worker that died with ``mark`` in its row.  One that
+        died taking a token may have had none: then one more is in play; as a
+        ``PRIMARY``, so that a lost primary cannot leave none in play."""
+        if mark:
+            self.give(mark - 1 if mark - 1 in (self.PRIMARY, self.SECONDARY) else self.PRIMARY)
 
     def available(self) -> int:
-        """Tokens in the pipe now (held by no worker)."""
-        return struct.unpack("i", fcntl.ioctl(self.fd, termios.FIONREAD, b"\0" * 4))[0]
+        """Tokens in the pipe now (in play, held by no worker)."""
+        return _pipe_bytes(self.fd)
+
+    def in_reserve(self) -> int:
+        return _pipe_bytes(self._reserve_fd)
 
     def close(self) -> None:
-        os.close(self.fd)
-        os.close(self._write_fd)
+        for fd in (self.fd, self._write_fd, self._reserve_fd, self._reserve_write_fd):
+            os.close(fd)
+
+
+def _pipe_bytes(fd: int) -> int:
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
 
 
 class WorkerLoop:
@@ -121,6 +184,9 @@ class WorkerLoop:
         self._listening = False              # the listener is in the epoll set
         self._awaiting_token = False         # the token pipe is
         self._holds_token = tokens is None   # without tokens, every worker may accept
+        self._token: int | None = None       # the kind held (AcceptTokens.PRIMARY, ...)
+        # the running thread's CPU time and the clock at the last tick (set by run())
+        self._tick_cpu = self._tick_at = 0.0
         self.connections: dict[int, Connection] = {}
         self._waiting_for: dict[int, int] = {}
         self._lock = threading.Lock()        # connections is read by the pool's cut()
@@ -144,7 +210,8 @@ class WorkerLoop:
         connections = self.connections
         try:
             self._set_accepting(True)
-            next_tick = time.monotonic() + TICK_SECONDS
+            self._tick_cpu, self._tick_at = time.thread_time(), time.monotonic()
+            next_tick = self._tick_at + TICK_SECONDS
             while True:
                 stopping = self.should_stop()
                 if stopping:
@@ -181,7 +248,7 @@ class WorkerLoop:
             try:
                 self._accepting = False
                 self._pass_token()
-                self.slot.holds_accept_token(False)
+                self.slot.holds_accept_token(0)
             finally:
                 self.close_all()
                 self._epoll.close()
@@ -196,6 +263,10 @@ class WorkerLoop:
         for connection in [c for c in self.connections.values() if c.deadline() <= now]:
             connection.expire()
             self._forget(connection)
+        cpu = time.thread_time()
+        if now > self._tick_at:
+            self._adapt_acceptors((cpu - self._tick_cpu) / (now - self._tick_at))
+        self._tick_cpu, self._tick_at = cpu, now
         if self._accepting and not self._holds_token:
             # every holder may be stuck in a long turn (a slow disk, say): a
             # connection waiting now is taken by this idle worker
@@ -241,11 +312,29 @@ class WorkerLoop:
         if self._holds_token or not self._accepting:
             return
         # marked first: if this process dies after the read, the pool gives the token back
-        self.slot.holds_accept_token(True)
-        if not self.tokens.take():
-            self.slot.holds_accept_token(False)
+        self.slot.holds_accept_token(AcceptTokens.TAKING)
+        token = self.tokens.take()
+        if token is None:
+            self.slot.holds_accept_token(0)
             return                          # another worker took it
-        self._holds_token = True
+        self._token, self._holds_token = token, True
+        self.slot.holds_accept_token(AcceptTokens.mark(token))
+
+    def _adapt_acceptors(self, cpu_share: float) -> None:
+        """Once a tick, from the share of a CPU this worker used since the last:
+        a holder that used (nearly) a whole one brings another token into play,
+        so that another worker accepts beside it; the holder of a secondary
+        token that was hardly busy retires it.  On a machine whose CPUs are all
+        busy no holder gets a whole one, and a single worker accepts, as an
+        event loop would."""
+        if not self._holds_token or self.tokens is None:
+            return
+        if cpu_share >= SATURATED_CPU_SHARE:
+            self.tokens.bring_in()
+        elif cpu_share < IDLE_CPU_SHARE and self._token == AcceptTokens.SECONDARY:
+            token, self._token, self._holds_token = self._token, None, False
+            self.tokens.retire(token)
+            self.slot.holds_accept_token(0)
 
     def _pass_token(self) -> None:
         """Give this worker's token back, so that another idle worker accepts
@@ -253,9 +342,9 @@ class WorkerLoop:
         middle of a connection's turn (``Connection.long_turn``)."""
         if self.tokens is None or not self._holds_token:
             return
-        self._holds_token = False
-        self.tokens.give()
-        self.slot.holds_accept_token(False)    # last: a token may be given back twice, never lost
+        token, self._token, self._holds_token = self._token, None, False
+        self.tokens.give(token)
+        self.slot.holds_accept_token(0)    # last: a token may be given back twice, never lost
 
     def _accept(self) -> None:
         try:

@@ -1,5 +1,6 @@
-"""Accept tokens: only the workers holding one wait for new connections, and a
-holder passes its token on before it may be busy for long."""
+"""Accept tokens: only the workers holding one wait for new connections, a
+holder passes its token on before it may be busy for long, and tokens come
+into play while their holders keep a CPU busy."""
 
 import contextlib
 import os
@@ -15,6 +16,7 @@ from server.handler import ConnectionHandler
 from server.launcher import wait_until
 from server.stats import WorkerTable
 from server.storage import Storage
+from server import workerloop
 from server.workerloop import SPREAD_CONNECTIONS, TICK_SECONDS, AcceptTokens, WorkerLoop
 from tests.support import ServerProcess, command, connect, read_reply
 
@@ -26,9 +28,9 @@ class CountedTokens(AcceptTokens):
         super().__init__(count)
         self.given = 0
 
-    def give(self):
+    def give(self, token):
         self.given += 1
-        super().give()
+        super().give(token)
 
 
 @contextlib.contextmanager
@@ -42,24 +44,25 @@ def loops_in_threads(handler, count: int, tokens: AcceptTokens):
     loops = [WorkerLoop(listener, handler, table.slot(i), stop.is_set, 100, tokens)
              for i in range(count)]
     threads = [threading.Thread(target=loop.run) for loop in loops]
+    in_play = tokens.available()
     for thread in threads:
         thread.start()
     try:
-        assert wait_until(lambda: holders(table) == tokens.count, 5)
+        assert wait_until(lambda: holders(table) == in_play, 5)
         yield listener.getsockname()[1], table
     finally:
         stop.set()
         for thread in threads:
             thread.join(10)
         listener.close()
-        returned = tokens.available()
+        returned = tokens.available() + tokens.in_reserve()
         tokens.close()
     assert not any(thread.is_alive() for thread in threads)
-    assert returned == tokens.count         # every token came back
+    assert returned == tokens.limit         # every token came back
 
 
 def holders(table: WorkerTable) -> int:
-    return sum(row["accept_token"] for row in table.rows())
+    return sum(1 for row in table.rows() if row["accept_token"])
 
 
 def list_reply(port: int) -> dict:
@@ -213,11 +216,12 @@ def test_a_worker_killed_holding_the_token_gives_it_back(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["thread", "process"])
-@pytest.mark.parametrize("acceptors, expected", [(2, 2), (0, None), (9, 4)])
+@pytest.mark.parametrize("acceptors, expected", [(2, 1), (0, None), (9, 4)])
 def test_stats_show_how_many_workers_accept(tmp_path, mode, acceptors, expected):
+    """One token in play at first; as many acceptors as workers: no tokens."""
     srv = ServerProcess(tmp_path / "files", mode=mode, pool=4, acceptors=acceptors)
     try:
-        expected = expected or min(len(os.sched_getaffinity(0)), 4)
+        expected = expected or (1 if len(os.sched_getaffinity(0)) < 4 else 4)
         assert wait_until(lambda: len(accepting(srv)) == expected, 10), srv.stats()["workers"]
         assert command(srv.port, "LIST") == {"status": "OK", "data": []}
     finally:
@@ -248,3 +252,58 @@ def test_holders_stuck_in_a_long_turn_do_not_keep_new_clients_waiting(tmp_path):
             finally:
                 release.set()
             assert read_reply(first) == {"status": "OK", "data": []}
+
+
+def test_tokens_move_between_play_and_reserve_whole():
+    tokens = AcceptTokens(3)
+    try:
+        assert (tokens.available(), tokens.in_reserve()) == (1, 2)
+        assert tokens.take() == AcceptTokens.PRIMARY and tokens.take() is None
+        assert tokens.bring_in() and tokens.bring_in() and not tokens.bring_in()
+        assert [tokens.take(), tokens.take()] == [AcceptTokens.SECONDARY] * 2
+        tokens.retire(AcceptTokens.SECONDARY)
+        assert (tokens.available(), tokens.in_reserve()) == (0, 1)
+        # a dead worker's token comes back as it was; one that died taking one
+        # gives back a primary, so that none in play cannot follow
+        tokens.give_back(AcceptTokens.mark(AcceptTokens.SECONDARY))
+        tokens.give_back(AcceptTokens.TAKING)
+        tokens.give_back(AcceptTokens.mark(None))
+        assert sorted([tokens.take(), tokens.take()]) == [AcceptTokens.PRIMARY,
+                                                          AcceptTokens.SECONDARY]
+        assert tokens.take() is None
+    finally:
+        tokens.close()
+
+
+def test_a_holder_that_keeps_a_cpu_busy_brings_another_acceptor_in(tmp_path, monkeypatch):
+    """Idle, one token is in play.  While the holder serves short CPU-bound
+    requests back to back it brings a second into play, which an idle worker
+    takes; when the load stops, that one is retired, the primary never."""
+    busy = threading.Event()
+
+    class BusyList(Storage):
+        def list_names(self):
+            if busy.is_set():
+                spin_until = time.thread_time() + 0.002
+                while time.thread_time() < spin_until:
+                    pass
+            return super().list_names()
+    monkeypatch.setattr(workerloop, "SATURATED_CPU_SHARE", 0.5)     # a margin for a busy VM
+    tokens = AcceptTokens(2)
+    handler = ConnectionHandler(BusyList(tmp_path), ServerConfig(timeout=10.0))
+    handler.LONG_TURN_SECONDS = 1.0           # short turns: the holder keeps its token
+    with loops_in_threads(handler, 3, tokens) as (port, table):
+        time.sleep(2.5 * TICK_SECONDS)
+        assert holders(table) == 1 and tokens.in_reserve() == 1     # idle: nothing came in
+        busy.set()
+        with connect(port, timeout=5) as sock:
+            deadline = time.monotonic() + 10 * TICK_SECONDS
+            while holders(table) < 2 and time.monotonic() < deadline:
+                sock.sendall(b"LIST\r\n\r\n")
+                assert read_reply(sock) == {"status": "OK", "data": []}
+        assert holders(table) == 2 and tokens.in_reserve() == 0, table.rows()
+        busy.clear()
+        assert wait_until(lambda: holders(table) == 1, 10 * TICK_SECONDS)
+        assert tokens.in_reserve() == 1
+        marks = [row["accept_token"] for row in table.rows() if row["accept_token"]]
+        assert marks == [AcceptTokens.mark(AcceptTokens.PRIMARY)]
