@@ -17,7 +17,7 @@ worker would wait on the listener, and under load each connection would
 wake another of many processes or threads, to serve one request and sleep
 again; with them one worker, or a few, serve the short requests back to back
 (LIST at 50 clients, process mode: about 25 % less server CPU per request
-with one token per CPU, a sixth less again with one).  One token is in play
+with one token per CPU, 10-20 % less again with one).  One token is in play
 at first; once a tick a holder that used nearly a whole CPU brings another
 into play, up to ``FS_ACCEPTORS`` (one per CPU by default), and the holder
 of an extra one that was hardly busy retires it (``_adapt_acceptors``).
@@ -100,7 +100,9 @@ class AcceptTokens:
     or doubled by workers acting at once."""
 
     PRIMARY, SECONDARY = 0, 1
-    TAKING = 3          # a stats row's mark (``mark``) while its worker reads a token
+    # a stats row's marks (``mark``) while its worker reads a token, and (added to
+    # its token's) while it moves one from the reserve into play
+    TAKING, BRINGING = 3, 4
 
     def __init__(self, limit: int, in_play: int = 1):
         self.limit = limit
@@ -142,14 +144,20 @@ class AcceptTokens:
 
     @classmethod
     def mark(cls, token: int | None) -> int:
-        """What a worker's stats row holds: 0 (no token), the token plus one, or
-        ``TAKING``."""
+        """What a worker's stats row holds: 0 (no token), the token plus one,
+        ``TAKING``, or the token plus one plus ``BRINGING``."""
         return 0 if token is None else token + 1
 
     def give_back(self, mark: int) -> None:
-        """The token of a worker that died with ``mark`` in its row.  One that
-        died taking a token may have had none: then one more is in play; as a
-        ``PRIMARY``, so that a lost primary cannot leave none in play."""
+        """The tokens of a worker that died with ``mark`` in its row.  Where it
+        may have had one or not, it is given back: a token may be doubled, never
+        lost.  One that died taking a token gives back a ``PRIMARY`` (a primary
+        lost would leave none in play once the others retire; a primary doubled
+        stays in play until the server restarts); one that died moving a token
+        into play, a ``SECONDARY`` besides its own."""
+        if mark & self.BRINGING:
+            self.give(self.SECONDARY)
+            mark &= ~self.BRINGING
         if mark:
             self.give(mark - 1 if mark - 1 in (self.PRIMARY, self.SECONDARY) else self.PRIMARY)
 
@@ -185,8 +193,9 @@ class WorkerLoop:
         self._awaiting_token = False         # the token pipe is
         self._holds_token = tokens is None   # without tokens, every worker may accept
         self._token: int | None = None       # the kind held (AcceptTokens.PRIMARY, ...)
-        # the running thread's CPU time and the clock at the last tick (set by run())
-        self._tick_cpu = self._tick_at = 0.0
+        # the running thread's CPU time and the clock when the token was taken, or
+        # at the last decision about tokens in play since (_adapt_acceptors)
+        self._held_cpu = self._held_since = 0.0
         self.connections: dict[int, Connection] = {}
         self._waiting_for: dict[int, int] = {}
         self._lock = threading.Lock()        # connections is read by the pool's cut()
@@ -210,8 +219,7 @@ class WorkerLoop:
         connections = self.connections
         try:
             self._set_accepting(True)
-            self._tick_cpu, self._tick_at = time.thread_time(), time.monotonic()
-            next_tick = self._tick_at + TICK_SECONDS
+            next_tick = time.monotonic() + TICK_SECONDS
             while True:
                 stopping = self.should_stop()
                 if stopping:
@@ -263,10 +271,10 @@ class WorkerLoop:
         for connection in [c for c in self.connections.values() if c.deadline() <= now]:
             connection.expire()
             self._forget(connection)
-        cpu = time.thread_time()
-        if now > self._tick_at:
-            self._adapt_acceptors((cpu - self._tick_cpu) / (now - self._tick_at))
-        self._tick_cpu, self._tick_at = cpu, now
+        if self._holds_token and now - self._held_since >= TICK_SECONDS:
+            cpu = time.thread_time()
+            self._adapt_acceptors((cpu - self._held_cpu) / (now - self._held_since))
+            self._held_cpu, self._held_since = cpu, now
         if self._accepting and not self._holds_token:
             # every holder may be stuck in a long turn (a slow disk, say): a
             # connection waiting now is taken by this idle worker
@@ -319,18 +327,23 @@ class WorkerLoop:
             return                          # another worker took it
         self._token, self._holds_token = token, True
         self.slot.holds_accept_token(AcceptTokens.mark(token))
+        self._held_cpu, self._held_since = time.thread_time(), time.monotonic()
 
     def _adapt_acceptors(self, cpu_share: float) -> None:
-        """Once a tick, from the share of a CPU this worker used since the last:
-        a holder that used (nearly) a whole one brings another token into play,
-        so that another worker accepts beside it; the holder of a secondary
-        token that was hardly busy retires it.  On a machine whose CPUs are all
-        busy no holder gets a whole one, and a single worker accepts, as an
-        event loop would."""
+        """At a tick, from the share of a CPU this holder used since it took its
+        token, or since the last decision, at least a tick ago: a holder that
+        used (nearly) a whole one brings another token into play, so that
+        another worker accepts beside it; the holder of a secondary token that
+        was hardly busy retires it.  On a machine whose CPUs are all busy no
+        holder gets a whole one, and a single worker accepts, as an event loop
+        would."""
         if not self._holds_token or self.tokens is None:
             return
         if cpu_share >= SATURATED_CPU_SHARE:
+            mark = AcceptTokens.mark(self._token)
+            self.slot.holds_accept_token(mark + AcceptTokens.BRINGING)
             self.tokens.bring_in()
+            self.slot.holds_accept_token(mark)
         elif cpu_share < IDLE_CPU_SHARE and self._token == AcceptTokens.SECONDARY:
             token, self._token, self._holds_token = self._token, None, False
             self.tokens.retire(token)
