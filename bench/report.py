@@ -169,7 +169,7 @@ def evaluate_targets(out: dict) -> list[dict]:
                           f"{_fmt(one.get('loopback_ratio'), '.3f')} of loopback")
             targets.append({
                 "name": f"{op} 100MB {mode}: 5 clients move at least as much as 1",
-                "value": round(value, 2), "target": 1.0, "detail": detail,
+                "value": round(value, 3), "target": 1.0, "detail": detail,
                 "pass": value >= 1.0 and five["errors"] == 0 and one["errors"] == 0})
     for record in out["memory"]:
         increase = record["rss_increase_bytes"]
