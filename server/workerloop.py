@@ -91,8 +91,8 @@ class AcceptTokens:
     non-blocking read and gives it back with a write; an idle worker without
     one waits for the pipe to be readable in its epoll set.
 
-    Of ``limit`` tokens only ``in_play`` are in the pipe at first (the first
-    of them is the ``PRIMARY``); the others wait in a reserve pipe.  A holder
+    Of ``limit`` tokens only one is in the pipe at first, the ``PRIMARY``;
+    the others wait in a reserve pipe.  A holder
     that uses a whole CPU brings one more into play (``bring_in``), and the
     holder of a ``SECONDARY`` one that is hardly busy retires it
     (``retire``): so as many workers accept as keep a CPU busy, at least one.
@@ -104,14 +104,13 @@ class AcceptTokens:
     # its token's) while it moves one from the reserve into play
     TAKING, BRINGING = 3, 4
 
-    def __init__(self, limit: int, in_play: int = 1):
+    def __init__(self, limit: int):
         self.limit = limit
-        in_play = min(max(in_play, 1), limit)
         self.fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._reserve_fd, self._reserve_write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        os.write(self._write_fd, bytes([self.PRIMARY] + [self.SECONDARY] * (in_play - 1)))
-        if limit > in_play:
-            os.write(self._reserve_write_fd, bytes([self.SECONDARY]) * (limit - in_play))
+        os.write(self._write_fd, bytes([self.PRIMARY]))
+        if limit > 1:
+            os.write(self._reserve_write_fd, bytes([self.SECONDARY]) * (limit - 1))
 
     def take(self) -> int | None:
         """A token (``PRIMARY`` or ``SECONDARY``), or None if another worker was quicker."""
