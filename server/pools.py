@@ -61,7 +61,7 @@ from typing import Callable
 
 from .handler import ConnectionHandler
 from .stats import WorkerTable
-from .workerloop import AcceptTokens, WorkerLoop
+from .workerloop import ADJUST_SECONDS, AcceptTokens, WorkerLoop
 
 __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
            "WorkerBootError", "PoolStartError", "prepare_listener"]
@@ -137,6 +137,7 @@ class Pool:
         # one does: no tokens
         self.acceptors = min(acceptors or usable_cpus(), size)
         self.tokens = AcceptTokens(self.acceptors) if self.acceptors < size else None
+        self._acceptors_checked: tuple[float, float] | None = None   # (clock, holders' CPU)
 
     def start(self) -> None:
         raise NotImplementedError
@@ -144,7 +145,22 @@ class Pool:
     def maintain(self) -> list[int]:
         """Supervise workers; called from the supervisor's loop.  Returns the
         pids of worker processes that ended since the last call."""
+        self.adjust_acceptors()
         return []
+
+    def adjust_acceptors(self) -> None:
+        """Once every ``ADJUST_SECONDS``: how many accept tokens are in play,
+        from the CPU their holders used meanwhile (``AcceptTokens.adjust``)."""
+        if self.tokens is None:
+            return
+        now, cpu = time.monotonic(), self.table.accept_cpu_seconds()
+        if self._acceptors_checked is None:
+            self._acceptors_checked = (now, cpu)
+            return
+        then, cpu_then = self._acceptors_checked
+        if now - then >= ADJUST_SECONDS:
+            self.tokens.adjust((cpu - cpu_then) / (now - then))
+            self._acceptors_checked = (now, cpu)
 
     def alive_workers(self) -> int:
         raise NotImplementedError
@@ -340,6 +356,7 @@ class PreforkPool(Pool):
 
     def maintain(self) -> list[int]:
         self._reap_and_replace()
+        super().maintain()
         return self._take_ended()
 
     def _take_ended(self) -> list[int]:

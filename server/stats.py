@@ -49,7 +49,7 @@ _FIELDS = (
     "requests",
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port",
     "client_since_ns", "client_bytes_in", "client_bytes_out", "client_requests",
-    "accept_token",
+    "accept_token", "accept_cpu_ns",
 ) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
 _INDEX = {name: i for i, name in enumerate(_FIELDS)}
 ROW = len(_FIELDS)
@@ -61,6 +61,7 @@ ROW = len(_FIELDS)
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port", "client_since_ns",
     "client_bytes_in", "client_bytes_out", "client_requests"))
 _ACCEPT_TOKEN = _INDEX["accept_token"]
+_ACCEPT_CPU_NS = _INDEX["accept_cpu_ns"]
 _RESULT = {(command, ok): _INDEX[f"{command}_{'OK' if ok else 'ERROR'}"]
            for command in COMMANDS for ok in (True, False)}
 
@@ -98,6 +99,11 @@ class WorkerSlot:
         """The accept token this worker holds or is taking, 0 for none
         (``server.workerloop.AcceptTokens.mark``); the pool returns a dead worker's."""
         self._row[_ACCEPT_TOKEN] = mark
+
+    def held_accept_token(self, cpu_seconds: float) -> None:
+        """CPU time this worker used while it held an accept token, counted
+        as it passes one on and at its ticks (the pool's ``adjust_acceptors``)."""
+        self._row[_ACCEPT_CPU_NS] += int(cpu_seconds * 1e9)
 
     def serving(self, address) -> None:
         """The worker starts (or resumes) serving a request of ``address``."""
@@ -153,6 +159,10 @@ class WorkerTable:
         slot._set("busy", 0)
         slot._set("open_connections", 0)
         slot._set("accept_token", 0)
+
+    def accept_cpu_seconds(self) -> float:
+        """CPU time every worker, dead or alive, used holding an accept token."""
+        return sum(self._array[_ACCEPT_CPU_NS::ROW]) / 1e9
 
     def rows(self) -> list[dict]:
         values = self._array[:]

@@ -18,16 +18,16 @@ wake another of many processes or threads, to serve one request and sleep
 again; with them one worker, or a few, serve the short requests back to back
 (LIST at 50 clients, process mode: about 25 % less server CPU per request
 with one token per CPU, 10-20 % less again with one).  One token is in play
-at first; once a tick a holder that used nearly a whole CPU brings another
-into play, up to ``FS_ACCEPTORS`` (one per CPU by default), and the holder
-of an extra one that was hardly busy retires it (``_adapt_acceptors``).
-A holder passes its token on
-while a turn holds it long (a transfer has gone on for
+at first; the pool brings in more, up to ``FS_ACCEPTORS`` (one per CPU by
+default), while the holders keep a CPU busy per token, and retires them
+when they do not (``AcceptTokens.adjust``): every holder counts the CPU it
+used holding a token in its stats row.  A holder passes its token on while
+a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
-turn that took that long anyway, once it holds
-``SPREAD_CONNECTIONS`` connections (and then leaves new connections to the
-other idle workers for a moment, so that long-lived connections spread over
-the pool), and when it stops accepting.  A worker process that dies holding
+turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
+connections (and then leaves new connections to the other idle workers for
+a moment, so that long-lived connections spread over the pool), and when it
+stops accepting.  A worker process that dies holding
 a token has it given back by its pool.  And once a tick an idle worker
 without a token accepts a connection if one is waiting, so that holders
 all stuck in long turns (a slow disk, say) do not stop the server from
@@ -62,7 +62,7 @@ from typing import Callable
 
 from .handler import CLOSED, READY, Connection, ConnectionHandler
 
-__all__ = ["WorkerLoop", "AcceptTokens", "TICK_SECONDS"]
+__all__ = ["WorkerLoop", "AcceptTokens", "TICK_SECONDS", "ADJUST_SECONDS"]
 
 log = logging.getLogger("server.pool")
 
@@ -79,10 +79,11 @@ _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
 # waits this long before it waits for a token again
 SPREAD_CONNECTIONS = 32
 SPREAD_PAUSE_SECONDS = 0.01
-# a token holder that used this share of a CPU over a tick brings another token
-# into play; a secondary token's holder that used less than IDLE_CPU_SHARE retires it
-SATURATED_CPU_SHARE = 0.9
-IDLE_CPU_SHARE = 0.5
+# the pool brings one more token into play when, over ADJUST_SECONDS, the holders
+# used this share of a CPU per token in play, and asks one to retire when they
+# could have done their work with one token fewer at that share
+BUSY_TOKEN_CPU_SHARE = 0.75
+ADJUST_SECONDS = 2 * TICK_SECONDS
 
 
 class AcceptTokens:
@@ -91,50 +92,47 @@ class AcceptTokens:
     non-blocking read and gives it back with a write; an idle worker without
     one waits for the pipe to be readable in its epoll set.
 
-    Of ``limit`` tokens only one is in the pipe at first, the ``PRIMARY``;
-    the others wait in a reserve pipe.  A holder
-    that uses a whole CPU brings one more into play (``bring_in``), and the
-    holder of a ``SECONDARY`` one that is hardly busy retires it
-    (``retire``): so as many workers accept as keep a CPU busy, at least one.
-    A byte moves from one pipe to the other whole, so tokens are never lost
-    or doubled by workers acting at once."""
+    Of ``limit`` tokens only one is in play at first, the ``PRIMARY``; the
+    others, ``SECONDARY``, wait in a reserve pipe.  The pool decides how many
+    are in play (``adjust``): it moves one from the reserve into play, or asks
+    for one to retire with a byte in a third pipe, and the next holder of a
+    secondary token to pass it on or reach its tick puts it in the reserve
+    (``pass_on``, ``retire_if_asked``).  The primary never retires.  A byte
+    moves from one pipe to another whole, so tokens are never lost or doubled
+    by workers acting at once."""
 
     PRIMARY, SECONDARY = 0, 1
-    # a stats row's marks (``mark``) while its worker reads a token, and (added to
-    # its token's) while it moves one from the reserve into play
-    TAKING, BRINGING = 3, 4
+    TAKING = 3      # a stats row's mark (``mark``) while its worker reads a token
 
     def __init__(self, limit: int):
         self.limit = limit
         self.fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._reserve_fd, self._reserve_write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._retire_fd, self._retire_write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         os.write(self._write_fd, bytes([self.PRIMARY]))
         if limit > 1:
             os.write(self._reserve_write_fd, bytes([self.SECONDARY]) * (limit - 1))
 
+    # -- the workers ----------------------------------------------------------------
     def take(self) -> int | None:
         """A token (``PRIMARY`` or ``SECONDARY``), or None if another worker was quicker."""
-        try:
-            data = os.read(self.fd, 1)
-        except BlockingIOError:
-            return None
-        return data[0] if data else None
+        return _read_byte(self.fd)
 
     def give(self, token: int) -> None:
         os.write(self._write_fd, bytes([token]))
 
-    def bring_in(self) -> bool:
-        """One more token in play, if the reserve has one."""
-        try:
-            token = os.read(self._reserve_fd, 1)
-        except BlockingIOError:
-            return False
-        os.write(self._write_fd, token)
-        return True
+    def pass_on(self, token: int) -> None:
+        """A token back into play, or into the reserve if the pool asked for one."""
+        if not self.retire_if_asked(token):
+            self.give(token)
 
-    def retire(self, token: int) -> None:
-        """A ``SECONDARY`` token out of play, into the reserve."""
+    def retire_if_asked(self, token: int) -> bool:
+        """True if ``token`` went into the reserve: it is a secondary one and
+        the pool asked for one to retire."""
+        if token != self.SECONDARY or _read_byte(self._retire_fd) is None:
+            return False
         os.write(self._reserve_write_fd, bytes([token]))
+        return True
 
     def wake(self, count: int) -> None:
         """``count`` more tokens, for good: the pool stops, and its workers
@@ -143,20 +141,43 @@ class AcceptTokens:
 
     @classmethod
     def mark(cls, token: int | None) -> int:
-        """What a worker's stats row holds: 0 (no token), the token plus one,
-        ``TAKING``, or the token plus one plus ``BRINGING``."""
+        """What a worker's stats row holds: 0 (no token), the token plus one, or ``TAKING``."""
         return 0 if token is None else token + 1
 
+    # -- the pool -----------------------------------------------------------------------
+    def adjust(self, holders_cpu: float) -> None:
+        """From the CPUs the holders used lately (``holders_cpu``, 1.0 for one
+        CPU's worth): one more token in play while every one in play kept its
+        holders busy, one fewer when the others could have done their work.
+        A holder that cannot get a CPU to itself (other processes share them)
+        does not count as busy, and one worker accepts, as an event loop would."""
+        in_play = self.in_play()
+        if holders_cpu >= BUSY_TOKEN_CPU_SHARE * in_play:
+            self.bring_in()
+        elif in_play > 1 and holders_cpu < BUSY_TOKEN_CPU_SHARE * (in_play - 1):
+            os.write(self._retire_write_fd, b"\0")
+
+    def bring_in(self) -> bool:
+        """One more token in play: a retirement asked for is called off, or
+        one moves from the reserve.  False if none is left."""
+        if _read_byte(self._retire_fd) is not None:
+            return True
+        token = _read_byte(self._reserve_fd)
+        if token is None:
+            return False
+        self.give(token)
+        return True
+
+    def in_play(self) -> int:
+        """Tokens in play, held or not, less those asked to retire."""
+        return self.limit - _pipe_bytes(self._reserve_fd) - _pipe_bytes(self._retire_fd)
+
     def give_back(self, mark: int) -> None:
-        """The tokens of a worker that died with ``mark`` in its row.  Where it
-        may have had one or not, it is given back: a token may be doubled, never
-        lost.  One that died taking a token gives back a ``PRIMARY`` (a primary
-        lost would leave none in play once the others retire; a primary doubled
-        stays in play until the server restarts); one that died moving a token
-        into play, a ``SECONDARY`` besides its own."""
-        if mark & self.BRINGING:
-            self.give(self.SECONDARY)
-            mark &= ~self.BRINGING
+        """The token of a worker that died with ``mark`` in its row.  Where it
+        may have had one or not, it is given back: a token may be doubled,
+        never lost.  One that died taking a token gives back a ``PRIMARY`` (a
+        primary lost would leave none in play once the others retire; a
+        primary doubled stays in play until the server restarts)."""
         if mark:
             self.give(mark - 1 if mark - 1 in (self.PRIMARY, self.SECONDARY) else self.PRIMARY)
 
@@ -168,8 +189,17 @@ class AcceptTokens:
         return _pipe_bytes(self._reserve_fd)
 
     def close(self) -> None:
-        for fd in (self.fd, self._write_fd, self._reserve_fd, self._reserve_write_fd):
+        for fd in (self.fd, self._write_fd, self._reserve_fd, self._reserve_write_fd,
+                   self._retire_fd, self._retire_write_fd):
             os.close(fd)
+
+
+def _read_byte(fd: int) -> int | None:
+    try:
+        data = os.read(fd, 1)
+    except BlockingIOError:
+        return None
+    return data[0] if data else None
 
 
 def _pipe_bytes(fd: int) -> int:
@@ -192,9 +222,9 @@ class WorkerLoop:
         self._awaiting_token = False         # the token pipe is
         self._holds_token = tokens is None   # without tokens, every worker may accept
         self._token: int | None = None       # the kind held (AcceptTokens.PRIMARY, ...)
-        # the running thread's CPU time and the clock when the token was taken, or
-        # at the last decision about tokens in play since (_adapt_acceptors)
-        self._held_cpu = self._held_since = 0.0
+        # the running thread's CPU time when it took its token, or at its last tick
+        # since; the CPU used holding one is counted in its stats row
+        self._held_cpu = 0.0
         self.connections: dict[int, Connection] = {}
         self._waiting_for: dict[int, int] = {}
         self._lock = threading.Lock()        # connections is read by the pool's cut()
@@ -270,10 +300,11 @@ class WorkerLoop:
         for connection in [c for c in self.connections.values() if c.deadline() <= now]:
             connection.expire()
             self._forget(connection)
-        if self._holds_token and now - self._held_since >= TICK_SECONDS:
-            cpu = time.thread_time()
-            self._adapt_acceptors((cpu - self._held_cpu) / (now - self._held_since))
-            self._held_cpu, self._held_since = cpu, now
+        if self._holds_token and self.tokens is not None:
+            self._count_held_cpu()
+            if self.tokens.retire_if_asked(self._token):
+                self._token, self._holds_token = None, False
+                self.slot.holds_accept_token(0)
         if self._accepting and not self._holds_token:
             # every holder may be stuck in a long turn (a slow disk, say): a
             # connection waiting now is taken by this idle worker
@@ -326,27 +357,12 @@ class WorkerLoop:
             return                          # another worker took it
         self._token, self._holds_token = token, True
         self.slot.holds_accept_token(AcceptTokens.mark(token))
-        self._held_cpu, self._held_since = time.thread_time(), time.monotonic()
+        self._held_cpu = time.thread_time()
 
-    def _adapt_acceptors(self, cpu_share: float) -> None:
-        """At a tick, from the share of a CPU this holder used since it took its
-        token, or since the last decision, at least a tick ago: a holder that
-        used (nearly) a whole one brings another token into play, so that
-        another worker accepts beside it; the holder of a secondary token that
-        was hardly busy retires it.  On a machine whose CPUs are all busy no
-        holder gets a whole one, and a single worker accepts, as an event loop
-        would."""
-        if not self._holds_token or self.tokens is None:
-            return
-        if cpu_share >= SATURATED_CPU_SHARE:
-            mark = AcceptTokens.mark(self._token)
-            self.slot.holds_accept_token(mark + AcceptTokens.BRINGING)
-            self.tokens.bring_in()
-            self.slot.holds_accept_token(mark)
-        elif cpu_share < IDLE_CPU_SHARE and self._token == AcceptTokens.SECONDARY:
-            token, self._token, self._holds_token = self._token, None, False
-            self.tokens.retire(token)
-            self.slot.holds_accept_token(0)
+    def _count_held_cpu(self) -> None:
+        cpu = time.thread_time()
+        self.slot.held_accept_token(cpu - self._held_cpu)
+        self._held_cpu = cpu
 
     def _pass_token(self) -> None:
         """Give this worker's token back, so that another idle worker accepts
@@ -354,8 +370,9 @@ class WorkerLoop:
         middle of a connection's turn (``Connection.long_turn``)."""
         if self.tokens is None or not self._holds_token:
             return
+        self._count_held_cpu()
         token, self._token, self._holds_token = self._token, None, False
-        self.tokens.give(token)
+        self.tokens.pass_on(token)
         self.slot.holds_accept_token(0)    # last: a token may be given back twice, never lost
 
     def _accept(self) -> None:

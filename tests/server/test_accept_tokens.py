@@ -15,10 +15,12 @@ import wire
 from server.config import ServerConfig
 from server.handler import ConnectionHandler
 from server.launcher import wait_until
+from server.pools import Pool, StopSignal
 from server.stats import WorkerTable
 from server.storage import Storage
 from server import workerloop
-from server.workerloop import SPREAD_CONNECTIONS, TICK_SECONDS, AcceptTokens, WorkerLoop
+from server.workerloop import (ADJUST_SECONDS, SPREAD_CONNECTIONS, TICK_SECONDS,
+                               AcceptTokens, WorkerLoop)
 from tests.support import ServerProcess, command, connect, read_reply
 
 pytestmark = pytest.mark.unit
@@ -35,9 +37,9 @@ class CountedTokens(AcceptTokens):
 
 
 @contextlib.contextmanager
-def loops_in_threads(handler, count: int, tokens: AcceptTokens):
+def loops_in_threads(handler, count: int, tokens: AcceptTokens, adjusted: bool = False):
     """``count`` WorkerLoops sharing one listener and ``tokens``, each in a thread;
-    yields (port, table)."""
+    yields (port, table).  ``adjusted``: a pool's ``adjust_acceptors`` runs once a tick."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stop = threading.Event()
@@ -45,6 +47,15 @@ def loops_in_threads(handler, count: int, tokens: AcceptTokens):
     loops = [WorkerLoop(listener, handler, table.slot(i), stop.is_set, 100, tokens)
              for i in range(count)]
     threads = [threading.Thread(target=loop.run) for loop in loops]
+    if adjusted:
+        pool = Pool(count, listener, handler, table, StopSignal())
+        pool.tokens.close()
+        pool.tokens = tokens
+
+        def adjust():
+            while not stop.wait(TICK_SECONDS):
+                pool.adjust_acceptors()
+        threads.append(threading.Thread(target=adjust))
     in_play = tokens.available()
     for thread in threads:
         thread.start()
@@ -255,32 +266,72 @@ def test_holders_stuck_in_a_long_turn_do_not_keep_new_clients_waiting(tmp_path):
             assert read_reply(first) == {"status": "OK", "data": []}
 
 
-def test_tokens_move_between_play_and_reserve_whole():
+def test_the_holders_cpu_decides_how_many_tokens_are_in_play():
+    P, S = AcceptTokens.PRIMARY, AcceptTokens.SECONDARY
     tokens = AcceptTokens(3)
     try:
-        assert (tokens.available(), tokens.in_reserve()) == (1, 2)
-        assert tokens.take() == AcceptTokens.PRIMARY and tokens.take() is None
-        assert tokens.bring_in() and tokens.bring_in() and not tokens.bring_in()
-        assert [tokens.take(), tokens.take()] == [AcceptTokens.SECONDARY] * 2
-        tokens.retire(AcceptTokens.SECONDARY)
-        assert (tokens.available(), tokens.in_reserve()) == (0, 1)
-        # a dead worker's token comes back as it was; one that died taking one
-        # gives back a primary, so that none in play cannot follow
-        tokens.give_back(AcceptTokens.mark(AcceptTokens.SECONDARY))
+        assert (tokens.in_play(), tokens.available(), tokens.in_reserve()) == (1, 1, 2)
+        tokens.adjust(0.7)                       # under 0.75 of a CPU per token: as it was
+        assert tokens.in_play() == 1
+        tokens.adjust(0.8)
+        tokens.adjust(1.5)
+        assert (tokens.in_play(), tokens.available(), tokens.in_reserve()) == (3, 3, 0)
+        tokens.adjust(3.0)                       # no more than the limit
+        assert tokens.in_play() == 3
+        held = sorted([tokens.take(), tokens.take(), tokens.take()])
+        assert held == [P, S, S] and tokens.take() is None
+        tokens.adjust(1.4)                       # two could have done it: one is asked to go
+        assert tokens.in_play() == 2 and tokens.in_reserve() == 0
+        assert not tokens.retire_if_asked(P)     # the primary never retires
+        tokens.pass_on(P)
+        assert tokens.available() == 1
+        tokens.pass_on(S)                        # the next secondary passed on retires
+        assert (tokens.available(), tokens.in_reserve(), tokens.in_play()) == (1, 1, 2)
+        assert not tokens.retire_if_asked(S)     # only as many as asked
+        tokens.adjust(0.7)
+        tokens.adjust(0.8)                       # busy again before a holder retired one:
+        assert tokens.in_play() == 2 and tokens.in_reserve() == 1    # called off
+        assert not tokens.retire_if_asked(S)
+        tokens.give(S)
+        tokens.adjust(0.1)
+        tokens.adjust(0.1)                       # one at a time, never the last one
+        assert tokens.in_play() == 1
+        assert [tokens.retire_if_asked(S), tokens.retire_if_asked(S)] == [True, False]
+        assert sorted([tokens.take(), tokens.take()]) == [P, S]   # the one asked for is gone
+        assert tokens.in_reserve() == 2
+    finally:
+        tokens.close()
+
+
+def test_a_dead_workers_token_comes_back_as_it_was():
+    P, S = AcceptTokens.PRIMARY, AcceptTokens.SECONDARY
+    tokens = AcceptTokens(3)
+    try:
+        tokens.adjust(1.0)
+        assert sorted([tokens.take(), tokens.take()]) == [P, S]
+        tokens.give_back(AcceptTokens.mark(S))
+        # one that died taking one gives back a primary, so that none in play
+        # cannot follow
         tokens.give_back(AcceptTokens.TAKING)
         tokens.give_back(AcceptTokens.mark(None))
-        assert sorted([tokens.take(), tokens.take()]) == [AcceptTokens.PRIMARY,
-                                                          AcceptTokens.SECONDARY]
-        assert tokens.take() is None
+        assert sorted([tokens.take(), tokens.take()]) == [P, S] and tokens.take() is None
+        # one that died retiring a secondary, after it read the pool's request
+        # and before the token was in the reserve: the token is in play again,
+        # and the pool's count says so
+        tokens.adjust(0.0)
+        assert tokens.in_play() == 1
+        os.read(tokens._retire_fd, 1)
+        tokens.give_back(AcceptTokens.mark(S))
+        assert tokens.in_play() == 2 and tokens.available() == 1
     finally:
         tokens.close()
 
 
 @pytest.mark.slow
-def test_a_holder_that_keeps_a_cpu_busy_brings_another_acceptor_in(tmp_path, monkeypatch):
+def test_holders_that_keep_a_cpu_busy_get_another_acceptor(tmp_path, monkeypatch):
     """Idle, one token is in play.  While the holder serves short CPU-bound
-    requests back to back it brings a second into play, which an idle worker
-    takes; when the load stops, that one is retired, the primary never."""
+    requests back to back the pool brings a second into play, which an idle
+    worker takes; when the load stops, that one is retired, the primary never."""
     busy = threading.Event()
 
     class BusyList(Storage):
@@ -290,70 +341,81 @@ def test_a_holder_that_keeps_a_cpu_busy_brings_another_acceptor_in(tmp_path, mon
                 while time.thread_time() < spin_until:
                     pass
             return super().list_names()
-    monkeypatch.setattr(workerloop, "SATURATED_CPU_SHARE", 0.5)     # a margin for a busy VM
+    monkeypatch.setattr(workerloop, "BUSY_TOKEN_CPU_SHARE", 0.5)     # a margin for a busy VM
     tokens = AcceptTokens(2)
     handler = ConnectionHandler(BusyList(tmp_path), ServerConfig(timeout=10.0))
     handler.LONG_TURN_SECONDS = 1.0           # short turns: the holder keeps its token
     primary_only = [AcceptTokens.mark(AcceptTokens.PRIMARY)]
-    with loops_in_threads(handler, 3, tokens) as (port, table):
-        time.sleep(2.5 * TICK_SECONDS)
+    with loops_in_threads(handler, 3, tokens, adjusted=True) as (port, table):
+        time.sleep(3 * ADJUST_SECONDS)
         assert holders(table) == 1 and tokens.in_reserve() == 1     # idle: nothing came in
         busy.set()
         decoder = wire.ReplyDecoder()
         with connect(port, timeout=5) as sock:
-            deadline = time.monotonic() + 20 * TICK_SECONDS
+            deadline = time.monotonic() + 10 * ADJUST_SECONDS
             while holders(table) < 2 and time.monotonic() < deadline:
                 # pipelined: the worker serves them in one go, never waiting for the client
                 sock.sendall(b"LIST\r\n\r\n" * 20)
                 for _ in range(20):
                     assert read_reply(sock, decoder) == {"status": "OK", "data": []}
         assert holders(table) == 2 and tokens.in_reserve() == 0, table.rows()
+        assert table.accept_cpu_seconds() > 0.5 * ADJUST_SECONDS
         busy.clear()
-        # the primary's next decision may still see its busy time and bring the
-        # other in again, to be retired a tick later
+        # the pool's next look may still count busy time and bring the other
+        # in again, to be retired a look later
         assert wait_until(lambda: marks(table) == primary_only and tokens.in_reserve() == 1,
-                          20 * TICK_SECONDS), table.rows()
+                          10 * ADJUST_SECONDS), table.rows()
 
 
 def marks(table: WorkerTable) -> list[int]:
     return [row["accept_token"] for row in table.rows() if row["accept_token"]]
 
 
-def test_a_new_holder_is_judged_on_its_time_with_the_token_only(tmp_path, monkeypatch):
-    """CPU a worker used before it took its token does not count, and it is
-    judged only after a tick with the token."""
-    monkeypatch.setattr(workerloop, "SATURATED_CPU_SHARE", 0.5)
+def spin(seconds: float) -> None:
+    spin_until = time.thread_time() + seconds
+    while time.thread_time() < spin_until:
+        pass
+
+
+def test_a_holder_counts_the_cpu_it_used_holding_a_token_only(tmp_path):
     tokens = AcceptTokens(2)
-    assert tokens.bring_in() and tokens.take() == AcceptTokens.PRIMARY   # held elsewhere
     table = WorkerTable(1)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
         loop = WorkerLoop(listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
                           table.slot(0), lambda: False, 100, tokens)
         loop._accepting = True
-        spin_until = time.thread_time() + 0.3          # busy before it holds a token
-        while time.thread_time() < spin_until:
-            pass
+        spin(0.2)                                 # busy before it holds a token
         loop._take_token()
-        assert marks(table) == [AcceptTokens.mark(AcceptTokens.SECONDARY)]
-        taken = time.monotonic()
-        loop._tick(taken + TICK_SECONDS / 2)            # too soon to judge
-        assert marks(table) and tokens.in_reserve() == 0
-        loop._tick(taken + TICK_SECONDS * 1.1)          # idle since it took it: retired
-        assert not marks(table) and tokens.in_reserve() == 1
+        assert marks(table) == [AcceptTokens.mark(AcceptTokens.PRIMARY)]
+        spin(0.1)
+        loop._tick(time.monotonic())              # counted at a tick, still held
+        assert marks(table) and 0.1 <= table.accept_cpu_seconds() < 0.2
+        spin(0.1)
+        loop._pass_token()                        # and as it passes it on
+        counted = table.accept_cpu_seconds()
+        assert not marks(table) and 0.2 <= counted < 0.3
+        spin(0.1)
+        loop._tick(time.monotonic())
+        assert table.accept_cpu_seconds() == counted
     tokens.close()
 
 
-def test_a_worker_that_died_moving_a_token_into_play_loses_none():
-    tokens = AcceptTokens(3)
-    try:
-        assert tokens.take() == AcceptTokens.PRIMARY
-        mark = AcceptTokens.mark(AcceptTokens.PRIMARY) + AcceptTokens.BRINGING
-        assert tokens.in_reserve() == 2
-        os.read(tokens._reserve_fd, 1)          # it died between the read and the write
-        tokens.give_back(mark)
-        assert sorted([tokens.take(), tokens.take()]) == [AcceptTokens.PRIMARY,
-                                                          AcceptTokens.SECONDARY]
-        assert tokens.take() is None and tokens.in_reserve() == 1
-    finally:
-        tokens.close()
+def test_a_holder_of_a_secondary_token_retires_it_at_its_tick_when_asked(tmp_path):
+    tokens = AcceptTokens(2)
+    tokens.adjust(1.0)
+    assert tokens.take() == AcceptTokens.PRIMARY          # held elsewhere
+    table = WorkerTable(1)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setblocking(False)
+        loop = WorkerLoop(listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
+                          table.slot(0), lambda: False, 100, tokens)
+        loop._accepting = True
+        loop._take_token()
+        assert marks(table) == [AcceptTokens.mark(AcceptTokens.SECONDARY)]
+        loop._tick(time.monotonic())                      # nothing asked: it stays
+        assert marks(table) and tokens.in_reserve() == 0
+        tokens.adjust(0.0)
+        loop._tick(time.monotonic())
+        assert not marks(table) and tokens.in_reserve() == 1 and tokens.in_play() == 1
+    tokens.close()
