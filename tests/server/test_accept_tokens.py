@@ -377,14 +377,21 @@ def spin(seconds: float) -> None:
         pass
 
 
-def test_a_holder_counts_the_cpu_it_used_holding_a_token_only(tmp_path):
-    tokens = AcceptTokens(2)
+@contextlib.contextmanager
+def lone_loop(tmp_path, tokens: AcceptTokens):
+    """A WorkerLoop that accepts (not run: the test drives it); yields (loop, table)."""
     table = WorkerTable(1)
     with socket.create_server(("127.0.0.1", 0)) as listener:
         listener.setblocking(False)
         loop = WorkerLoop(listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
                           table.slot(0), lambda: False, 100, tokens)
         loop._accepting = True
+        yield loop, table
+
+
+def test_a_holder_counts_the_cpu_it_used_holding_a_token_only(tmp_path):
+    tokens = AcceptTokens(2)
+    with lone_loop(tmp_path, tokens) as (loop, table):
         spin(0.2)                                 # busy before it holds a token
         loop._take_token()
         assert marks(table) == [AcceptTokens.mark(AcceptTokens.PRIMARY)]
@@ -405,12 +412,7 @@ def test_a_holder_of_a_secondary_token_retires_it_at_its_tick_when_asked(tmp_pat
     tokens = AcceptTokens(2)
     tokens.adjust(1.0)
     assert tokens.take() == AcceptTokens.PRIMARY          # held elsewhere
-    table = WorkerTable(1)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setblocking(False)
-        loop = WorkerLoop(listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
-                          table.slot(0), lambda: False, 100, tokens)
-        loop._accepting = True
+    with lone_loop(tmp_path, tokens) as (loop, table):
         loop._take_token()
         assert marks(table) == [AcceptTokens.mark(AcceptTokens.SECONDARY)]
         loop._tick(time.monotonic())                      # nothing asked: it stays
