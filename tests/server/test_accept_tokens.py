@@ -15,7 +15,7 @@ import wire
 from server.config import ServerConfig
 from server.handler import ConnectionHandler
 from server.launcher import wait_until
-from server.pools import Pool, StopSignal
+from server.pools import MODES, Pool, StopSignal
 from server.stats import WorkerTable
 from server.storage import Storage
 from server import workerloop
@@ -421,3 +421,25 @@ def test_a_holder_of_a_secondary_token_retires_it_at_its_tick_when_asked(tmp_pat
         loop._tick(time.monotonic())
         assert not marks(table) and tokens.in_reserve() == 1 and tokens.in_play() == 1
     tokens.close()
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_pool_of_either_mode_adjusts_the_tokens_as_it_maintains_its_workers(tmp_path, mode):
+    table = WorkerTable(4)              # the last row is no worker's: the test writes it
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        pool = MODES[mode](3, listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
+                           table, StopSignal(), acceptors=2)
+        pool.start()
+        try:
+            assert pool.maintain() == [] and pool.tokens.in_play() == 1
+            table.slot(3).held_accept_token(2 * ADJUST_SECONDS)    # a CPU's worth, and more
+            pool.maintain()
+            assert pool.tokens.in_play() == 1                      # too soon to judge
+            time.sleep(ADJUST_SECONDS)
+            pool.maintain()
+            assert pool.tokens.in_play() == 2
+            time.sleep(ADJUST_SECONDS)
+            pool.maintain()                                        # idle since: one retires
+            assert pool.tokens.in_play() == 1
+        finally:
+            pool.stop(grace=1.0)
