@@ -12,7 +12,8 @@ In both models every worker runs the same ``WorkerLoop``
 (``server/workerloop.py``): it accepts on the shared listener itself, keeps
 the connections it accepted in its own epoll set while they wait for a
 request, and serves one request at a time.  The models differ only in what
-a worker is:
+a worker is (in both, ``maintain()`` also sets how many accept tokens are
+in play: ``adjust_acceptors``):
 
 * ``ThreadPool`` (``FS_MODE=thread``): ``pool`` threads of one process, the
   workers of a ``ThreadPoolExecutor(max_workers=pool)``, each running one

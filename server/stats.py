@@ -100,9 +100,9 @@ class WorkerSlot:
         (``server.workerloop.AcceptTokens.mark``); the pool returns a dead worker's."""
         self._row[_ACCEPT_TOKEN] = mark
 
-    def held_accept_token(self, cpu_seconds: float) -> None:
-        """CPU time this worker used while it held an accept token, counted
-        as it passes one on and at its ticks (the pool's ``adjust_acceptors``)."""
+    def add_accept_cpu(self, cpu_seconds: float) -> None:
+        """CPU time this worker used holding an accept token, counted as it
+        passes one on and at its ticks; the pool sums it (``Pool.adjust_acceptors``)."""
         self._row[_ACCEPT_CPU_NS] += int(cpu_seconds * 1e9)
 
     def serving(self, address) -> None:

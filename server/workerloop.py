@@ -19,9 +19,10 @@ again; with them one worker, or a few, serve the short requests back to back
 (LIST at 50 clients, process mode: about 25 % less server CPU per request
 with one token per CPU, 10-20 % less again with one).  One token is in play
 at first; the pool brings in more, up to ``FS_ACCEPTORS`` (one per CPU by
-default), while the holders keep a CPU busy per token, and retires them
-when they do not (``AcceptTokens.adjust``): every holder counts the CPU it
-used holding a token in its stats row.  A holder passes its token on while
+default), while the holders keep a CPU busy per token, and asks for one to
+retire when they do not (``AcceptTokens.adjust``): every holder counts the
+CPU it used holding a token in its stats row, and the next holder of an
+extra token to pass it on or reach its tick retires it.  A holder passes its token on while
 a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
 turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
@@ -83,7 +84,8 @@ SPREAD_PAUSE_SECONDS = 0.01
 # used this share of a CPU per token in play, and asks one to retire when they
 # could have done their work with one token fewer at that share
 BUSY_TOKEN_CPU_SHARE = 0.75
-ADJUST_SECONDS = 2 * TICK_SECONDS
+# (the holders count their CPU at their ticks: a look spans several)
+ADJUST_SECONDS = 4 * TICK_SECONDS
 
 
 class AcceptTokens:
@@ -151,15 +153,20 @@ class AcceptTokens:
         holders busy, one fewer when the others could have done their work.
         A holder that cannot get a CPU to itself (other processes share them)
         does not count as busy, and one worker accepts, as an event loop would."""
-        in_play = self.in_play()
+        surplus = self.in_reserve() - (self.limit - 1)
+        if surplus > 0:                  # doubled by a worker that died retiring one
+            os.read(self._reserve_fd, surplus)
+        # at least the primary; a retirement may be asked for twice if a holder
+        # is between reading the request and writing the reserve
+        in_play = max(1, self.in_play())
         if holders_cpu >= BUSY_TOKEN_CPU_SHARE * in_play:
             self.bring_in()
         elif in_play > 1 and holders_cpu < BUSY_TOKEN_CPU_SHARE * (in_play - 1):
             os.write(self._retire_write_fd, b"\0")
 
     def bring_in(self) -> bool:
-        """One more token in play: a retirement asked for is called off, or
-        one moves from the reserve.  False if none is left."""
+        """One more token in play: a retirement asked for is called off (and
+        the token stays), or one moves from the reserve.  False if none is left."""
         if _read_byte(self._retire_fd) is not None:
             return True
         token = _read_byte(self._reserve_fd)
@@ -169,17 +176,21 @@ class AcceptTokens:
         return True
 
     def in_play(self) -> int:
-        """Tokens in play, held or not, less those asked to retire."""
+        """Tokens in play, held or not, less those asked to retire (and not yet retired)."""
         return self.limit - _pipe_bytes(self._reserve_fd) - _pipe_bytes(self._retire_fd)
 
     def give_back(self, mark: int) -> None:
         """The token of a worker that died with ``mark`` in its row.  Where it
         may have had one or not, it is given back: a token may be doubled,
-        never lost.  One that died taking a token gives back a ``PRIMARY`` (a
-        primary lost would leave none in play once the others retire; a
-        primary doubled stays in play until the server restarts)."""
-        if mark:
-            self.give(mark - 1 if mark - 1 in (self.PRIMARY, self.SECONDARY) else self.PRIMARY)
+        never lost.  A ``SECONDARY`` goes into the reserve, from where the
+        pool brings it back if the holders need it (one doubled there is
+        dropped, ``adjust``).  One that died taking a token gives back a
+        ``PRIMARY`` (a primary lost would leave none in play once the others
+        retire; a primary doubled stays in play until the server restarts)."""
+        if mark == self.mark(self.SECONDARY):
+            os.write(self._reserve_write_fd, bytes([self.SECONDARY]))
+        elif mark:
+            self.give(self.PRIMARY)
 
     def available(self) -> int:
         """Tokens in the pipe now (in play, held by no worker)."""
@@ -222,9 +233,9 @@ class WorkerLoop:
         self._awaiting_token = False         # the token pipe is
         self._holds_token = tokens is None   # without tokens, every worker may accept
         self._token: int | None = None       # the kind held (AcceptTokens.PRIMARY, ...)
-        # the running thread's CPU time when it took its token, or at its last tick
-        # since; the CPU used holding one is counted in its stats row
-        self._held_cpu = 0.0
+        # the running thread's CPU time when the CPU used holding a token was last
+        # counted in its stats row (when it took the token, or at a tick since)
+        self._counted_cpu = 0.0
         self.connections: dict[int, Connection] = {}
         self._waiting_for: dict[int, int] = {}
         self._lock = threading.Lock()        # connections is read by the pool's cut()
@@ -301,7 +312,7 @@ class WorkerLoop:
             connection.expire()
             self._forget(connection)
         if self._holds_token and self.tokens is not None:
-            self._count_held_cpu()
+            self._count_accept_cpu()
             if self.tokens.retire_if_asked(self._token):
                 self._token, self._holds_token = None, False
                 self.slot.holds_accept_token(0)
@@ -357,12 +368,12 @@ class WorkerLoop:
             return                          # another worker took it
         self._token, self._holds_token = token, True
         self.slot.holds_accept_token(AcceptTokens.mark(token))
-        self._held_cpu = time.thread_time()
+        self._counted_cpu = time.thread_time()
 
-    def _count_held_cpu(self) -> None:
+    def _count_accept_cpu(self) -> None:
         cpu = time.thread_time()
-        self.slot.held_accept_token(cpu - self._held_cpu)
-        self._held_cpu = cpu
+        self.slot.add_accept_cpu(cpu - self._counted_cpu)
+        self._counted_cpu = cpu
 
     def _pass_token(self) -> None:
         """Give this worker's token back, so that another idle worker accepts
@@ -370,7 +381,7 @@ class WorkerLoop:
         middle of a connection's turn (``Connection.long_turn``)."""
         if self.tokens is None or not self._holds_token:
             return
-        self._count_held_cpu()
+        self._count_accept_cpu()
         token, self._token, self._holds_token = self._token, None, False
         self.tokens.pass_on(token)
         self.slot.holds_accept_token(0)    # last: a token may be given back twice, never lost
