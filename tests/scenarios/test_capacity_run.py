@@ -1,8 +1,9 @@
 """A capacity search end to end with the local backend, repeated and interleaved.
 
 Two tiny searches, each run twice (``--repeat 2``): one that climbs to its
-``max_users`` step, and one whose objective (p95 under 1 ms with 256 KB GETs)
-is deliberately impossible, so that it stops after its first step.  The load
+``max_users`` step, and one whose objective (p95 under 1 ms with 4 MB GETs:
+5.3 MB of base64 each) is deliberately impossible, so that it stops after its
+first step.  (With 256 KB GETs a quiet machine once met it: p95 1 ms.)  The load
 is small enough for two Locust workers: a saturated generator would make the
 capacity untrustworthy, and the report would say so instead of answering.
 """
@@ -38,6 +39,7 @@ scenarios:
     capacity: {slo_p95_ms: 5000, start_users: 10, step_users: 20, step_seconds: 5,
                max_users: 50}
   - name: impossible
+    file_sizes: ["4MB"]
     capacity: {slo_p95_ms: 1, start_users: 10, step_users: 20, step_seconds: 5,
                max_users: 50}
 """
