@@ -22,14 +22,14 @@ at first; the pool brings in more, up to ``FS_ACCEPTORS`` (one per CPU by
 default), while the holders keep a CPU busy per token, and asks for one to
 retire when they do not (``AcceptTokens.adjust``): every holder counts the
 CPU it used holding a token in its stats row, and the next holder of an
-extra token to pass it on or reach its tick retires it.  A holder passes its token on while
-a turn holds it long (a transfer has gone on for
+extra token to pass it on or reach its tick retires it.  A holder passes its
+token on while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
 turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
 connections (and then leaves new connections to the other idle workers for
 a moment, so that long-lived connections spread over the pool), and when it
-stops accepting.  A worker process that dies holding
-a token has it given back by its pool.  And once a tick an idle worker
+stops accepting.  A worker process that dies holding a token has it given
+back by its pool.  And once a tick an idle worker
 without a token accepts a connection if one is waiting, so that holders
 all stuck in long turns (a slow disk, say) do not stop the server from
 accepting.  When the pool stops, it fills the pipe so that the workers
@@ -164,16 +164,14 @@ class AcceptTokens:
         elif in_play > 1 and holders_cpu < BUSY_TOKEN_CPU_SHARE * (in_play - 1):
             os.write(self._retire_write_fd, b"\0")
 
-    def bring_in(self) -> bool:
+    def bring_in(self) -> None:
         """One more token in play: a retirement asked for is called off (and
-        the token stays), or one moves from the reserve.  False if none is left."""
+        the token stays), or one moves from the reserve, if it has one."""
         if _read_byte(self._retire_fd) is not None:
-            return True
+            return
         token = _read_byte(self._reserve_fd)
-        if token is None:
-            return False
-        self.give(token)
-        return True
+        if token is not None:
+            self.give(token)
 
     def in_play(self) -> int:
         """Tokens in play, held or not, less those asked to retire (and not yet retired)."""
