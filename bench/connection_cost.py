@@ -63,7 +63,7 @@ def _serve(count: int, storage: str, bare: bool) -> tuple[float, float]:
             listener.setblocking(False)
             listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     from server.stats import WorkerTable
-    from server.workerloop import WorkerLoop
+    from server.workerloop import ConnectionRoom, WorkerLoop
 
     from bench.threadpool_list import serve
 
@@ -80,8 +80,9 @@ def _serve(count: int, storage: str, bare: bool) -> tuple[float, float]:
                 prepare_listener(listener)       # as a pool prepares it
                 slot = WorkerTable(1).slot(0)
                 handler = ConnectionHandler(_storage(storage), ServerConfig())
-                WorkerLoop(listener, handler, slot, lambda: slot["connections"] >= count,
-                           max_connections=1000).run()
+                with ConnectionRoom(1000) as room:
+                    WorkerLoop(listener, handler, slot, lambda: slot["connections"] >= count,
+                               room).run()
             after = resource.getrusage(resource.RUSAGE_SELF)
         finally:
             if client.wait(60) != 0:

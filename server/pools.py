@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import multiprocessing
 import os
 import resource
@@ -62,7 +61,7 @@ from typing import Callable
 
 from .handler import ConnectionHandler
 from .stats import WorkerTable
-from .workerloop import ADJUST_SECONDS, AcceptTokens, WorkerLoop
+from .workerloop import ADJUST_SECONDS, AcceptTokens, ConnectionRoom, WorkerLoop
 
 __all__ = ["Pool", "ThreadPool", "PreforkPool", "PreforkWorker", "MODES", "StopSignal",
            "WorkerBootError", "PoolStartError", "prepare_listener"]
@@ -130,8 +129,9 @@ class Pool:
         self.handler = handler
         self.table = table
         self.stop_signal = stop_signal
-        # each worker holds its share of the connections
-        self.connections_per_worker = max(1, math.ceil(max_connections / size))
+        # the workers share the bound: room for a connection is taken as needed
+        self.max_connections = max_connections
+        self.room = ConnectionRoom(max_connections, size)
         self.cut_connections = 0      # requests cut short by the last stop()
         # at most this many idle workers wait for new connections at a time, one
         # at first (workerloop's docstring); with as many as workers, every idle
@@ -204,13 +204,16 @@ class Pool:
 
     def _worker_loop(self, slot) -> WorkerLoop:
         return WorkerLoop(self.listener, self.handler, slot, self.stop_signal.is_set,
-                          self.connections_per_worker, self.tokens)
+                          self.room, self.tokens)
 
-    def _close_tokens(self) -> None:
-        """Once no worker runs."""
+    def _close_pipes(self) -> None:
+        """Once no worker runs: the accept tokens and the connection room."""
         if self.tokens is not None:
             self.tokens.close()
             self.tokens = None
+        if self.room is not None:
+            self.room.close()
+            self.room = None
 
     def _wake_acceptors(self) -> None:
         # shutdown() on a listening socket makes every blocked accept(), in any
@@ -233,7 +236,7 @@ class ThreadPool(Pool):
     def files_needed(self) -> tuple[int, int]:
         # every worker is in this one process
         least = 3 * self.size + self.SPARE_FILES
-        return least, self.size * (self.connections_per_worker + 2) + self.SPARE_FILES
+        return least, 2 * self.size + self.max_connections + self.SPARE_FILES
 
     def start(self) -> None:
         self._raise_file_limit()
@@ -271,7 +274,7 @@ class ThreadPool(Pool):
             log.warning("grace period over: cut %d requests still in flight",
                         self.cut_connections)
         self._executor.shutdown(wait=True, cancel_futures=True)
-        self._close_tokens()
+        self._close_pipes()
         return []
 
 
@@ -331,8 +334,9 @@ class PreforkPool(Pool):
     MIN_EARLY_EXITS_PER_MINUTE = 20
 
     def files_needed(self) -> tuple[int, int]:
-        # per process: each worker has its own descriptor table
-        return 3 + self.SPARE_FILES, self.connections_per_worker + 2 + self.SPARE_FILES
+        # per process: each worker has its own descriptor table, and one
+        # worker may hold most of the connections (ConnectionRoom)
+        return 3 + self.SPARE_FILES, self.max_connections + 2 + self.SPARE_FILES
 
     def start(self) -> None:
         self._raise_file_limit()
@@ -381,6 +385,8 @@ class PreforkPool(Pool):
         del self._workers[index]
         if self.tokens is not None:
             self.tokens.give_back(self.table.slot(index)["accept_token"])   # it died holding one
+        if self.room is not None:
+            self.room.give(self.table.slot(index)["room_taken"])     # and the room it took
         self.table.reset_row(index)
         self._ended.append(pid)
         self._report_exit(name, pid, code)
@@ -428,7 +434,7 @@ class PreforkPool(Pool):
                                    for index in self._workers)
         if self._workers:
             self._kill_the_rest()
-        self._close_tokens()
+        self._close_pipes()
         return self._take_ended()
 
     def _kill_the_rest(self) -> None:

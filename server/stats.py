@@ -49,7 +49,7 @@ _FIELDS = (
     "requests",
     "bytes_in", "bytes_out", "client_ip_hi", "client_ip_lo", "client_port",
     "client_since_ns", "client_bytes_in", "client_bytes_out", "client_requests",
-    "accept_token", "accept_cpu_ns",
+    "accept_token", "accept_cpu_ns", "room_taken",
 ) + tuple(f"{cmd}_{status}" for cmd in COMMANDS for status in STATUSES)
 _INDEX = {name: i for i, name in enumerate(_FIELDS)}
 ROW = len(_FIELDS)
@@ -62,6 +62,7 @@ ROW = len(_FIELDS)
     "client_bytes_in", "client_bytes_out", "client_requests"))
 _ACCEPT_TOKEN = _INDEX["accept_token"]
 _ACCEPT_CPU_NS = _INDEX["accept_cpu_ns"]
+_ROOM_TAKEN = _INDEX["room_taken"]
 _RESULT = {(command, ok): _INDEX[f"{command}_{'OK' if ok else 'ERROR'}"]
            for command in COMMANDS for ok in (True, False)}
 
@@ -104,6 +105,11 @@ class WorkerSlot:
         """CPU time this worker used holding an accept token, counted as it
         passes one on and at its ticks; the pool sums it (``Pool.adjust_acceptors``)."""
         self._row[_ACCEPT_CPU_NS] += int(cpu_seconds * 1e9)
+
+    def took_room(self, connections: int) -> None:
+        """Room this worker took from the shared ``FS_MAX_CONNECTIONS``
+        (``server.workerloop.ConnectionRoom``); the pool gives back a dead worker's."""
+        self._row[_ROOM_TAKEN] = connections
 
     def serving(self, address) -> None:
         """The worker starts (or resumes) serving a request of ``address``."""
@@ -159,6 +165,7 @@ class WorkerTable:
         slot._set("busy", 0)
         slot._set("open_connections", 0)
         slot._set("accept_token", 0)
+        slot._set("room_taken", 0)
 
     def accept_cpu_seconds(self) -> float:
         """CPU time every worker, dead or alive, used holding an accept token."""

@@ -37,12 +37,15 @@ waiting for a token wake up.  The idea is nginx's
 ``accept_mutex``, with tokens instead of a lock so that an idle worker can
 wait for one in its epoll set.
 
-A worker holds at most ``max_connections`` connections; while it holds
-that many it stops accepting, and new clients wait in the kernel's listen
-backlog.  Once a tick (``TICK_SECONDS``) it closes the connections whose
-deadline passed.  When the stop signal is set it stops accepting, closes
-the connections that are between requests and keeps serving those in the
-middle of one until they end (the pool cuts them after its grace period).
+The server holds at most ``FS_MAX_CONNECTIONS`` connections, room the
+workers share (``ConnectionRoom``): a worker takes room as it accepts and
+gives back what it no longer needs, so one busy worker may hold most of it
+while the others are idle.  A worker without room stops accepting, and new
+clients wait in the kernel's listen backlog.  Once a tick
+(``TICK_SECONDS``) a worker closes the connections whose deadline passed.
+When the stop signal is set it stops accepting, closes the connections that
+are between requests and keeps serving those in the middle of one until
+they end (the pool cuts them after its grace period).
 
 Linux only (epoll, ``EPOLLEXCLUSIVE``), like the rest of the server.
 """
@@ -52,6 +55,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import math
 import os
 import select
 import socket
@@ -63,7 +67,7 @@ from typing import Callable
 
 from .handler import CLOSED, READY, Connection, ConnectionHandler
 
-__all__ = ["WorkerLoop", "AcceptTokens", "TICK_SECONDS", "ADJUST_SECONDS"]
+__all__ = ["WorkerLoop", "AcceptTokens", "ConnectionRoom", "TICK_SECONDS", "ADJUST_SECONDS"]
 
 log = logging.getLogger("server.pool")
 
@@ -86,6 +90,8 @@ SPREAD_PAUSE_SECONDS = 0.01
 BUSY_TOKEN_CPU_SHARE = 0.75
 # (the holders count their CPU at their ticks: a look spans several)
 ADJUST_SECONDS = 4 * TICK_SECONDS
+# a worker takes room for at most this many connections at a time (ConnectionRoom)
+ROOM_CHUNK = 8
 
 
 class AcceptTokens:
@@ -203,6 +209,71 @@ class AcceptTokens:
             os.close(fd)
 
 
+class ConnectionRoom:
+    """``FS_MAX_CONNECTIONS`` shared by the workers of a pool (threads, or
+    processes forked after it was made): room for one connection is a byte
+    in a pipe.  A worker takes room ``chunk`` bytes at a time as it needs it
+    and gives a chunk back once it holds two chunks fewer connections than it
+    has room for; so a busy worker may hold most of the bound while the
+    others are idle, each keeping under two chunks it does not use, and the
+    server as a whole never holds more.  A bound larger than half of what a
+    pipe may hold is partly split among the workers beforehand
+    (``kept_each``).  A worker's stats row counts the room it took, so that
+    the pool gives back the room of a worker that died; one that dies while
+    taking room may have it given back twice (the bound is then exceeded by
+    up to a chunk until the server restarts), never lost."""
+
+    def __init__(self, limit: int, workers: int = 1):
+        self.limit = limit
+        self._fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        shared_at_most = _pipe_capacity(self._write_fd, 2 * limit) // 2
+        self.kept_each = max(0, math.ceil((limit - shared_at_most) / workers))
+        shared = max(0, limit - self.kept_each * workers)
+        self.chunk = max(1, min(ROOM_CHUNK, shared // (4 * workers)))
+        self.give(shared)
+
+    def take(self, count: int) -> int:
+        """Room for up to ``count`` more connections: how much there was."""
+        try:
+            return len(os.read(self._fd, count))
+        except BlockingIOError:
+            return 0
+
+    def give(self, count: int) -> None:
+        while count > 0:
+            try:
+                count -= os.write(self._write_fd, b"\0" * count)
+            except BlockingIOError:
+                return                  # room given back twice, beyond the bound: dropped
+
+    def available(self) -> int:
+        """Room no worker has taken."""
+        return _pipe_bytes(self._fd)
+
+    def close(self) -> None:
+        os.close(self._fd)
+        os.close(self._write_fd)
+
+    def __enter__(self) -> "ConnectionRoom":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _pipe_capacity(fd: int, wanted: int) -> int:
+    """The bytes the pipe of ``fd`` can hold, grown toward ``wanted`` if it may be."""
+    capacity = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    if capacity < wanted:
+        try:
+            with open("/proc/sys/fs/pipe-max-size") as f:
+                most = int(f.read())
+            capacity = fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, min(wanted, most))
+        except (OSError, ValueError):
+            pass
+    return capacity
+
+
 def _read_byte(fd: int) -> int | None:
     try:
         data = os.read(fd, 1)
@@ -217,14 +288,16 @@ def _pipe_bytes(fd: int) -> int:
 
 class WorkerLoop:
     def __init__(self, listener: socket.socket, handler: ConnectionHandler, slot,
-                 should_stop: Callable[[], bool], max_connections: int,
+                 should_stop: Callable[[], bool], room: ConnectionRoom,
                  tokens: AcceptTokens | None = None):
         self.listener = listener
         self._listener_fd = listener.fileno()
         self.handler = handler
         self.slot = slot
         self.should_stop = should_stop
-        self.max_connections = max(1, max_connections)
+        self.room = room
+        self._room = room.kept_each          # connections it may hold now
+        self._room_taken = 0                 # of them, room taken from the shared room
         self.tokens = tokens
         self._long_turn_seconds = handler.LONG_TURN_SECONDS
         self._listening = False              # the listener is in the epoll set
@@ -297,6 +370,7 @@ class WorkerLoop:
                 self.slot.holds_accept_token(0)
             finally:
                 self.close_all()
+                self._give_room(self._room_taken)
                 self._epoll.close()
 
     def _poll_seconds(self) -> float:
@@ -325,9 +399,8 @@ class WorkerLoop:
         epoll set follows at the next pass (``_sync_epoll``)."""
         if self.should_stop() or self._listener_gone:
             accepting = False
-        elif len(self.connections) >= self.max_connections:
-            accepting = False
-        elif time.monotonic() < self._accept_paused_until:
+        elif accepting and (time.monotonic() < self._accept_paused_until
+                            or not self._has_room()):
             accepting = False
         self._accepting = accepting
         if not accepting:
@@ -414,12 +487,32 @@ class WorkerLoop:
                 sock.shutdown(socket.SHUT_RDWR)
         self.slot.holding(len(self.connections))
         self._advance(connection)
-        if len(self.connections) >= self.max_connections:
-            self._set_accepting(False)
-        elif len(self.connections) >= SPREAD_CONNECTIONS and self.tokens is not None:
+        if len(self.connections) >= SPREAD_CONNECTIONS and self.tokens is not None:
             # the next connections are for other idle workers, if there are any
             self._accept_paused_until = time.monotonic() + SPREAD_PAUSE_SECONDS
             self._set_accepting(False)
+        elif not self._has_room():
+            self._set_accepting(False)
+
+    def _has_room(self) -> bool:
+        """Room for one more connection, taken from the shared room if need be."""
+        held = len(self.connections)
+        if held < self._room:
+            return True
+        chunk = self.room.chunk
+        # counted first: if this process dies after the read, the pool gives it back
+        self.slot.took_room(self._room_taken + chunk)
+        taken = self.room.take(chunk)
+        self._room += taken
+        self._room_taken += taken
+        self.slot.took_room(self._room_taken)
+        return held < self._room
+
+    def _give_room(self, count: int) -> None:
+        self.room.give(count)
+        self._room -= count
+        self._room_taken -= count
+        self.slot.took_room(self._room_taken)
 
     def _accept_failed(self, exc: OSError) -> None:
         if self.should_stop() or exc.errno in (errno.EINVAL, errno.EBADF):
@@ -478,7 +571,11 @@ class WorkerLoop:
             if self.connections.get(connection.fd) is connection:
                 del self.connections[connection.fd]
             self._waiting_for.pop(connection.fd, None)
-        self.slot.holding(len(self.connections))
+        held = len(self.connections)
+        self.slot.holding(held)
+        chunk = self.room.chunk
+        if held + 2 * chunk <= self._room and self._room_taken >= chunk:
+            self._give_room(chunk)
         if not self._accepting:
             self._set_accepting(True)
 

@@ -20,7 +20,7 @@ from server.stats import WorkerTable
 from server.storage import Storage
 from server import workerloop
 from server.workerloop import (ADJUST_SECONDS, SPREAD_CONNECTIONS, TICK_SECONDS,
-                               AcceptTokens, WorkerLoop)
+                               AcceptTokens, ConnectionRoom, WorkerLoop)
 from tests.support import ServerProcess, command, connect, read_reply
 
 pytestmark = pytest.mark.unit
@@ -44,13 +44,15 @@ def loops_in_threads(handler, count: int, tokens: AcceptTokens, adjusted: bool =
     listener.setblocking(False)
     stop = threading.Event()
     table = WorkerTable(count)
-    loops = [WorkerLoop(listener, handler, table.slot(i), stop.is_set, 100, tokens)
+    room = ConnectionRoom(100 * count, count)
+    loops = [WorkerLoop(listener, handler, table.slot(i), stop.is_set, room, tokens)
              for i in range(count)]
     threads = [threading.Thread(target=loop.run) for loop in loops]
     if adjusted:
         pool = Pool(count, listener, handler, table, StopSignal(), acceptors=tokens.limit)
         pool.tokens.close()
-        pool.tokens = tokens
+        pool.room.close()
+        pool.tokens, pool.room = tokens, room
 
         def adjust():
             while not stop.wait(TICK_SECONDS):
@@ -68,9 +70,12 @@ def loops_in_threads(handler, count: int, tokens: AcceptTokens, adjusted: bool =
             thread.join(10)
         listener.close()
         returned = tokens.available() + tokens.in_reserve()
+        room_returned = room.available()
         tokens.close()
+        room.close()
     assert not any(thread.is_alive() for thread in threads)
     assert returned == tokens.limit         # every token came back
+    assert room_returned == room.limit      # and all the room
 
 
 def holders(table: WorkerTable) -> int:
@@ -383,10 +388,10 @@ def spin(seconds: float) -> None:
 def lone_loop(tmp_path, tokens: AcceptTokens):
     """A WorkerLoop that accepts (not run: the test drives it); yields (loop, table)."""
     table = WorkerTable(1)
-    with socket.create_server(("127.0.0.1", 0)) as listener:
+    with socket.create_server(("127.0.0.1", 0)) as listener, ConnectionRoom(100) as room:
         listener.setblocking(False)
         loop = WorkerLoop(listener, ConnectionHandler(Storage(tmp_path), ServerConfig()),
-                          table.slot(0), lambda: False, 100, tokens)
+                          table.slot(0), lambda: False, room, tokens)
         loop._accepting = True
         yield loop, table
 

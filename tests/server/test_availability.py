@@ -6,6 +6,7 @@ and readers that stopped reading hold connections, not workers.
 """
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 import wire
 from server.config import MODES
 from server import launcher
+from server.launcher import wait_until
 from tests.support import ServerProcess, command, connect, read_reply
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -196,6 +198,53 @@ def test_connections_beyond_max_connections_wait_in_the_backlog(mode, tmp_path):
         for thread in threads:
             thread.join(15)
         assert replies == ["OK"] * 6
+    finally:
+        for sock in clients:
+            sock.close()
+        assert server.stop() == 0, server.log()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_one_worker_may_hold_more_than_its_share_of_max_connections(mode, tmp_path):
+    """The workers share FS_MAX_CONNECTIONS: with the others idle, one worker
+    holds more than max/pool (here 2), and the server never more than the bound."""
+    server = ServerProcess(tmp_path / "files", mode=mode, pool=4, max_connections=8)
+    clients = []
+    try:
+        clients = [connect(server.port) for _ in range(12)]
+        for sock in clients:
+            sock.sendall(b"L")             # past TCP_DEFER_ACCEPT: accepted when possible
+        assert wait_until(lambda: server.stats()["open_connections"] == 8, 10)
+        time.sleep(1.0)                    # a tick or two: still 8
+        stats = server.stats()
+        assert stats["open_connections"] == 8
+        assert max(worker["open_connections"] for worker in stats["workers"]) > 2, stats
+    finally:
+        for sock in clients:
+            sock.close()
+        assert server.stop() == 0, server.log()
+
+
+def test_the_room_of_a_worker_that_died_is_given_back(tmp_path):
+    """A worker killed while it holds connections: the pool gives its room back,
+    and the server holds FS_MAX_CONNECTIONS connections again."""
+    server = ServerProcess(tmp_path / "files", mode="process", pool=2, max_connections=4)
+    clients = []
+    try:
+        clients = [connect(server.port) for _ in range(4)]
+        for sock in clients:
+            sock.sendall(b"L")
+        assert wait_until(lambda: server.stats()["open_connections"] == 4, 10)
+        holder = max(server.stats()["workers"], key=lambda worker: worker["open_connections"])
+        os.kill(holder["pid"], signal.SIGKILL)
+        assert wait_until(lambda: holder["pid"] not in server.worker_pids()
+                          and len(server.worker_pids()) == 2, 10)
+        clients += [connect(server.port) for _ in range(4)]
+        for sock in clients[4:]:
+            sock.sendall(b"L")
+        assert wait_until(lambda: server.stats()["open_connections"] == 4, 10), server.stats()
+        time.sleep(1.0)
+        assert server.stats()["open_connections"] == 4
     finally:
         for sock in clients:
             sock.close()

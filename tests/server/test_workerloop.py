@@ -12,7 +12,8 @@ from server.handler import CLOSED, READY, ConnectionHandler
 from server.pools import PreforkPool, StopSignal, ThreadPool
 from server.stats import WorkerTable
 from server.storage import Storage
-from server.workerloop import WorkerLoop
+from server.workerloop import ConnectionRoom, WorkerLoop
+from server.launcher import wait_until
 from tests.support import read_reply
 
 pytestmark = pytest.mark.unit
@@ -33,13 +34,15 @@ class FailingOnce(ConnectionHandler):
 
 
 @contextlib.contextmanager
-def a_loop_in_a_thread(handler, runner=None):
+def a_loop_in_a_thread(handler, runner=None, room=None):
     """A WorkerLoop on a new listener, run in a thread (by ``runner(loop, stop)``
-    if given); yields the port.  On the way out: stops it, checks it ended."""
+    if given), with ``room`` (room for 10 connections if not); yields the port.
+    On the way out: stops it, checks it ended."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stop = threading.Event()
-    loop = WorkerLoop(listener, handler, WorkerTable(1).slot(0), stop.is_set, 10)
+    own_room = ConnectionRoom(10) if room is None else None
+    loop = WorkerLoop(listener, handler, WorkerTable(1).slot(0), stop.is_set, room or own_room)
     thread = threading.Thread(target=(lambda: runner(loop, stop)) if runner else loop.run)
     thread.start()
     try:
@@ -48,6 +51,8 @@ def a_loop_in_a_thread(handler, runner=None):
         stop.set()
         thread.join(10)
         listener.close()
+        if own_room is not None:
+            own_room.close()
     assert not thread.is_alive()
 
 
@@ -74,6 +79,35 @@ def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
         assert [str(e) for e in errors] == ["injected"]
 
 
+def test_a_loop_takes_room_as_it_needs_it_and_gives_back_what_it_does_not(tmp_path):
+    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=30.0))
+    with ConnectionRoom(64, workers=2) as room:
+        assert room.chunk == 8 and room.available() == 64
+        with a_loop_in_a_thread(handler, room=room) as port:
+            clients = [socket.create_connection(("127.0.0.1", port), timeout=5)
+                       for _ in range(70)]
+            try:
+                for sock in clients:
+                    sock.sendall(b"L")      # held open, waiting for the rest of a request
+                assert wait_until(lambda: room.available() == 0, 5)
+                for sock in clients[:64]:   # the 64 accepted are answered; 6 wait
+                    sock.sendall(b"IST\r\n\r\n")
+                for sock in clients[:64]:
+                    assert read_reply(sock)["status"] == "OK"
+                    sock.close()
+                # the rest are accepted now, and the room of the others given back
+                # but for less than two chunks
+                for sock in clients[64:]:
+                    sock.sendall(b"IST\r\n\r\n")
+                    assert read_reply(sock)["status"] == "OK"
+                    sock.close()
+                assert wait_until(lambda: room.available() > 64 - 2 * room.chunk, 5)
+            finally:
+                for sock in clients:
+                    sock.close()
+        assert room.available() == 64           # all of it, once the loop ended
+
+
 @pytest.mark.parametrize("pool_class", [ThreadPool, PreforkPool])
 def test_a_pool_listener_hands_out_sockets_that_send_without_delay(tmp_path, pool_class):
     """Connections no longer set TCP_NODELAY one by one: they inherit it from
@@ -94,6 +128,7 @@ def test_a_pool_listener_hands_out_sockets_that_send_without_delay(tmp_path, poo
             assert accepted is not None
             with accepted:
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        pool._close_pipes()                 # never started
 
 
 class AlwaysReady:
