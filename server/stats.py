@@ -107,8 +107,9 @@ class WorkerSlot:
         self._row[_ACCEPT_CPU_NS] += int(cpu_seconds * 1e9)
 
     def took_room(self, connections: int) -> None:
-        """Room this worker took from the shared ``FS_MAX_CONNECTIONS``
-        (``server.workerloop.ConnectionRoom``); the pool gives back a dead worker's."""
+        """Room this worker took (or is taking) from the shared
+        ``FS_MAX_CONNECTIONS`` (``server.workerloop.ConnectionRoom``); the pool
+        gives back a dead worker's."""
         self._row[_ROOM_TAKEN] = connections
 
     def serving(self, address) -> None:

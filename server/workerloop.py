@@ -40,8 +40,9 @@ wait for one in its epoll set.
 The server holds at most ``FS_MAX_CONNECTIONS`` connections, room the
 workers share (``ConnectionRoom``): a worker takes room as it accepts and
 gives back what it no longer needs, so one busy worker may hold most of it
-while the others are idle.  A worker without room stops accepting, and new
-clients wait in the kernel's listen backlog.  Once a tick
+while the others are idle.  A worker without room stops accepting (and
+looks for room again at every pass of its loop, at least once a tick), and
+new clients wait in the kernel's listen backlog.  Once a tick
 (``TICK_SECONDS``) a worker closes the connections whose deadline passed.
 When the stop signal is set it stops accepting, closes the connections that
 are between requests and keeps serving those in the middle of one until
@@ -220,20 +221,23 @@ class ConnectionRoom:
     pipe may hold is partly split among the workers beforehand
     (``kept_each``).  A worker's stats row counts the room it took, so that
     the pool gives back the room of a worker that died; one that dies while
-    taking room may have it given back twice (the bound is then exceeded by
-    up to a chunk until the server restarts), never lost."""
+    taking or giving back room may have it given back twice (the bound is
+    then exceeded by that much until the server restarts), never lost."""
 
     def __init__(self, limit: int, workers: int = 1):
         self.limit = limit
         self._fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        # half: a pipe holds fewer bytes than its capacity once reads and
+        # writes have left its pages part-filled
         shared_at_most = _pipe_capacity(self._write_fd, 2 * limit) // 2
         self.kept_each = max(0, math.ceil((limit - shared_at_most) / workers))
         shared = max(0, limit - self.kept_each * workers)
+        # idle workers keep under two chunks each: under half the shared room in all
         self.chunk = max(1, min(ROOM_CHUNK, shared // (4 * workers)))
         self.give(shared)
 
     def take(self, count: int) -> int:
-        """Room for up to ``count`` more connections: how much there was."""
+        """Room for up to ``count`` more connections: how much it got."""
         try:
             return len(os.read(self._fd, count))
         except BlockingIOError:
@@ -296,7 +300,7 @@ class WorkerLoop:
         self.slot = slot
         self.should_stop = should_stop
         self.room = room
-        self._room = room.kept_each          # connections it may hold now
+        self._may_hold = room.kept_each      # connections it has room for now
         self._room_taken = 0                 # of them, room taken from the shared room
         self.tokens = tokens
         self._long_turn_seconds = handler.LONG_TURN_SECONDS
@@ -369,9 +373,11 @@ class WorkerLoop:
                 self._pass_token()
                 self.slot.holds_accept_token(0)
             finally:
-                self.close_all()
-                self._give_room(self._room_taken)
-                self._epoll.close()
+                try:
+                    self.close_all()
+                finally:
+                    self._give_room(self._room_taken)
+                    self._epoll.close()
 
     def _poll_seconds(self) -> float:
         pause_left = self._accept_paused_until - time.monotonic()
@@ -395,8 +401,10 @@ class WorkerLoop:
 
     # -- accepting ------------------------------------------------------------------
     def _set_accepting(self, accepting: bool) -> None:
-        """Wait for new connections or not (then a token held goes back); the
-        epoll set follows at the next pass (``_sync_epoll``)."""
+        """Wait for new connections or not (then a token held goes back); to
+        wait, the worker needs room for one more (``_has_room``, which may read
+        the shared room's pipe).  The epoll set follows at the next pass
+        (``_sync_epoll``)."""
         if self.should_stop() or self._listener_gone:
             accepting = False
         elif accepting and (time.monotonic() < self._accept_paused_until
@@ -497,20 +505,20 @@ class WorkerLoop:
     def _has_room(self) -> bool:
         """Room for one more connection, taken from the shared room if need be."""
         held = len(self.connections)
-        if held < self._room:
+        if held < self._may_hold:
             return True
         chunk = self.room.chunk
         # counted first: if this process dies after the read, the pool gives it back
         self.slot.took_room(self._room_taken + chunk)
         taken = self.room.take(chunk)
-        self._room += taken
+        self._may_hold += taken
         self._room_taken += taken
         self.slot.took_room(self._room_taken)
-        return held < self._room
+        return held < self._may_hold
 
     def _give_room(self, count: int) -> None:
         self.room.give(count)
-        self._room -= count
+        self._may_hold -= count
         self._room_taken -= count
         self.slot.took_room(self._room_taken)
 
@@ -574,7 +582,7 @@ class WorkerLoop:
         held = len(self.connections)
         self.slot.holding(held)
         chunk = self.room.chunk
-        if held + 2 * chunk <= self._room and self._room_taken >= chunk:
+        if held + 2 * chunk <= self._may_hold and self._room_taken >= chunk:
             self._give_room(chunk)
         if not self._accepting:
             self._set_accepting(True)

@@ -34,15 +34,17 @@ class FailingOnce(ConnectionHandler):
 
 
 @contextlib.contextmanager
-def a_loop_in_a_thread(handler, runner=None, room=None):
+def a_loop_in_a_thread(handler, runner=None, room=None, table=None):
     """A WorkerLoop on a new listener, run in a thread (by ``runner(loop, stop)``
-    if given), with ``room`` (room for 10 connections if not); yields the port.
-    On the way out: stops it, checks it ended."""
+    if given), with ``room`` (room for 10 connections if not) and row 0 of
+    ``table``; yields the port.  On the way out: stops it, checks it ended and
+    gave back the room it took."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.setblocking(False)
     stop = threading.Event()
     own_room = ConnectionRoom(10) if room is None else None
-    loop = WorkerLoop(listener, handler, WorkerTable(1).slot(0), stop.is_set, room or own_room)
+    room = room or own_room
+    loop = WorkerLoop(listener, handler, (table or WorkerTable(1)).slot(0), stop.is_set, room)
     thread = threading.Thread(target=(lambda: runner(loop, stop)) if runner else loop.run)
     thread.start()
     try:
@@ -51,9 +53,11 @@ def a_loop_in_a_thread(handler, runner=None, room=None):
         stop.set()
         thread.join(10)
         listener.close()
+        room_given_back = room.available()
         if own_room is not None:
             own_room.close()
     assert not thread.is_alive()
+    assert room_given_back == room.limit
 
 
 def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
@@ -81,16 +85,25 @@ def test_a_loop_run_again_after_an_error_still_accepts(tmp_path):
 
 def test_a_loop_takes_room_as_it_needs_it_and_gives_back_what_it_does_not(tmp_path):
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=30.0))
+    table = WorkerTable(1)
     with ConnectionRoom(64, workers=2) as room:
         assert room.chunk == 8 and room.available() == 64
-        with a_loop_in_a_thread(handler, room=room) as port:
+        with a_loop_in_a_thread(handler, room=room, table=table) as port:
             clients = [socket.create_connection(("127.0.0.1", port), timeout=5)
                        for _ in range(70)]
             try:
                 for sock in clients:
                     sock.sendall(b"L")      # held open, waiting for the rest of a request
-                assert wait_until(lambda: room.available() == 0, 5)
-                for sock in clients[:64]:   # the 64 accepted are answered; 6 wait
+                assert wait_until(lambda: table.rows()[0]["open_connections"] == 64, 5)
+                assert room.available() == 0
+                # the 65th waits in the backlog, its request unanswered
+                clients[64].sendall(b"IST\r\n\r\n")
+                clients[64].settimeout(0.3)
+                with pytest.raises(TimeoutError):
+                    clients[64].recv(1)
+                assert table.rows()[0]["open_connections"] == 64
+                clients[64].settimeout(5)
+                for sock in clients[:64]:
                     sock.sendall(b"IST\r\n\r\n")
                 for sock in clients[:64]:
                     assert read_reply(sock)["status"] == "OK"
@@ -98,14 +111,14 @@ def test_a_loop_takes_room_as_it_needs_it_and_gives_back_what_it_does_not(tmp_pa
                 # the rest are accepted now, and the room of the others given back
                 # but for less than two chunks
                 for sock in clients[64:]:
-                    sock.sendall(b"IST\r\n\r\n")
+                    if sock is not clients[64]:
+                        sock.sendall(b"IST\r\n\r\n")
                     assert read_reply(sock)["status"] == "OK"
                     sock.close()
                 assert wait_until(lambda: room.available() > 64 - 2 * room.chunk, 5)
             finally:
                 for sock in clients:
                     sock.close()
-        assert room.available() == 64           # all of it, once the loop ended
 
 
 @pytest.mark.parametrize("pool_class", [ThreadPool, PreforkPool])
@@ -115,20 +128,22 @@ def test_a_pool_listener_hands_out_sockets_that_send_without_delay(tmp_path, poo
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig())
     with socket.create_server(("127.0.0.1", 0)) as listener:
         pool = pool_class(1, listener, handler, WorkerTable(1), StopSignal())
-        pool._prepare_listener()
-        with socket.create_connection(listener.getsockname(), timeout=5) as client:
-            client.sendall(b"LIST\r\n\r\n")          # TCP_DEFER_ACCEPT: after data
-            accepted = None
-            for _ in range(100):
-                try:
-                    accepted, _ = listener.accept()
-                    break
-                except BlockingIOError:
-                    time.sleep(0.05)
-            assert accepted is not None
-            with accepted:
-                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
-        pool._close_pipes()                 # never started
+        try:
+            pool._prepare_listener()
+            with socket.create_connection(listener.getsockname(), timeout=5) as client:
+                client.sendall(b"LIST\r\n\r\n")          # TCP_DEFER_ACCEPT: after data
+                accepted = None
+                for _ in range(100):
+                    try:
+                        accepted, _ = listener.accept()
+                        break
+                    except BlockingIOError:
+                        time.sleep(0.05)
+                assert accepted is not None
+                with accepted:
+                    assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            pool._close_pipes()             # never started
 
 
 class AlwaysReady:
