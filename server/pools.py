@@ -130,7 +130,6 @@ class Pool:
         self.table = table
         self.stop_signal = stop_signal
         # the workers share the bound: room for a connection is taken as needed
-        self.max_connections = max_connections
         self.room = ConnectionRoom(max_connections, size)
         self.cut_connections = 0      # requests cut short by the last stop()
         # at most this many idle workers wait for new connections at a time, one
@@ -236,7 +235,7 @@ class ThreadPool(Pool):
     def files_needed(self) -> tuple[int, int]:
         # every worker is in this one process
         least = 3 * self.size + self.SPARE_FILES
-        return least, 2 * self.size + self.max_connections + self.SPARE_FILES
+        return least, 2 * self.size + self.room.limit + self.SPARE_FILES
 
     def start(self) -> None:
         self._raise_file_limit()
@@ -336,7 +335,7 @@ class PreforkPool(Pool):
     def files_needed(self) -> tuple[int, int]:
         # per process: each worker has its own descriptor table, and one
         # worker may hold most of the connections (ConnectionRoom)
-        return 3 + self.SPARE_FILES, self.max_connections + 2 + self.SPARE_FILES
+        return 3 + self.SPARE_FILES, self.room.limit + 2 + self.SPARE_FILES
 
     def start(self) -> None:
         self._raise_file_limit()
@@ -383,10 +382,11 @@ class PreforkPool(Pool):
         code, pid, name = process.exitcode, process.pid, process.name
         process.close()
         del self._workers[index]
+        row = self.table.slot(index)
         if self.tokens is not None:
-            self.tokens.give_back(self.table.slot(index)["accept_token"])   # it died holding one
+            self.tokens.give_back(row["accept_token"])      # it died holding one
         if self.room is not None:
-            self.room.give(self.table.slot(index)["room_taken"])     # and the room it took
+            self.room.give(row["room_taken"])               # and the room it took
         self.table.reset_row(index)
         self._ended.append(pid)
         self._report_exit(name, pid, code)

@@ -300,8 +300,8 @@ class WorkerLoop:
         self.slot = slot
         self.should_stop = should_stop
         self.room = room
-        self._may_hold = room.kept_each      # connections it has room for now
-        self._room_taken = 0                 # of them, room taken from the shared room
+        self._room_taken = 0                 # room taken from the shared room, beyond
+                                             # room.kept_each: it may hold their sum
         self.tokens = tokens
         self._long_turn_seconds = handler.LONG_TURN_SECONDS
         self._listening = False              # the listener is in the epoll set
@@ -505,20 +505,17 @@ class WorkerLoop:
     def _has_room(self) -> bool:
         """Room for one more connection, taken from the shared room if need be."""
         held = len(self.connections)
-        if held < self._may_hold:
+        room = self.room
+        if held < room.kept_each + self._room_taken:
             return True
-        chunk = self.room.chunk
         # counted first: if this process dies after the read, the pool gives it back
-        self.slot.took_room(self._room_taken + chunk)
-        taken = self.room.take(chunk)
-        self._may_hold += taken
-        self._room_taken += taken
+        self.slot.took_room(self._room_taken + room.chunk)
+        self._room_taken += room.take(room.chunk)
         self.slot.took_room(self._room_taken)
-        return held < self._may_hold
+        return held < room.kept_each + self._room_taken
 
     def _give_room(self, count: int) -> None:
         self.room.give(count)
-        self._may_hold -= count
         self._room_taken -= count
         self.slot.took_room(self._room_taken)
 
@@ -582,7 +579,7 @@ class WorkerLoop:
         held = len(self.connections)
         self.slot.holding(held)
         chunk = self.room.chunk
-        if held + 2 * chunk <= self._may_hold and self._room_taken >= chunk:
+        if self._room_taken >= chunk and held + 2 * chunk <= self.room.kept_each + self._room_taken:
             self._give_room(chunk)
         if not self._accepting:
             self._set_accepting(True)
