@@ -26,9 +26,9 @@ extra token to pass it on or reach its tick retires it.  A holder passes its
 token on while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
 turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
-connections (and then leaves new connections to the other idle workers for
-a moment, so that long-lived connections spread over the pool), and when it
-stops accepting.  A worker process that dies holding a token has it given
+connections that have lasted ``SPREAD_AFTER_SECONDS`` (and then leaves new
+connections to the other idle workers for a moment, so that long-lived
+connections spread over the pool), and when it stops accepting.  A worker process that dies holding a token has it given
 back by its pool.  And once a tick an idle worker
 without a token accepts a connection if one is waiting, so that holders
 all stuck in long turns (a slow disk, say) do not stop the server from
@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import itertools
 import logging
 import math
 import os
@@ -81,9 +82,13 @@ _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
                             errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
-# a token holder passes it on once it holds this many connections, and then
-# waits this long before it waits for a token again
+# a token holder passes it on once it holds this many connections that have
+# lasted SPREAD_AFTER_SECONDS (long-lived ones: short requests served back to
+# back are what a token is for; counting them as well passed the token on many
+# times a second at LIST@50 and left 10-15 % of two cores idle), and then
+# waits SPREAD_PAUSE_SECONDS before it waits for a token again
 SPREAD_CONNECTIONS = 32
+SPREAD_AFTER_SECONDS = 0.1
 SPREAD_PAUSE_SECONDS = 0.01
 # the pool brings one more token into play when, over ADJUST_SECONDS, the holders
 # used this share of a CPU per token in play, and asks one to retire when they
@@ -495,12 +500,22 @@ class WorkerLoop:
                 sock.shutdown(socket.SHUT_RDWR)
         self.slot.holding(len(self.connections))
         self._advance(connection)
-        if len(self.connections) >= SPREAD_CONNECTIONS and self.tokens is not None:
+        if self.tokens is not None and self._holds_many_lasting():
             # the next connections are for other idle workers, if there are any
             self._accept_paused_until = time.monotonic() + SPREAD_PAUSE_SECONDS
             self._set_accepting(False)
         elif not self._has_room():
             self._set_accepting(False)
+
+    def _holds_many_lasting(self) -> bool:
+        """At least ``SPREAD_CONNECTIONS`` of the connections held have lasted
+        ``SPREAD_AFTER_SECONDS``.  ``connections`` is in the order they were
+        accepted, so that is the age of the ``SPREAD_CONNECTIONS``-th oldest."""
+        connections = self.connections
+        if len(connections) < SPREAD_CONNECTIONS:
+            return False
+        nth_oldest = next(itertools.islice(connections.values(), SPREAD_CONNECTIONS - 1, None))
+        return time.monotonic() - nth_oldest.started >= SPREAD_AFTER_SECONDS
 
     def _has_room(self) -> bool:
         """Room for one more connection, taken from the shared room if need be."""
