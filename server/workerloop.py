@@ -28,9 +28,9 @@ token on while a turn holds it long (a transfer has gone on for
 turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
 connections that have lasted ``SPREAD_AFTER_SECONDS`` (and then leaves new
 connections to the other idle workers for a moment, so that long-lived
-connections spread over the pool), and when it stops accepting.  A worker process that dies holding a token has it given
-back by its pool.  And once a tick an idle worker
-without a token accepts a connection if one is waiting, so that holders
+connections spread over the pool), and when it stops accepting.  A worker
+process that dies holding a token has it given back by its pool.  And once a
+tick an idle worker without a token accepts a connection if one is waiting, so that holders
 all stuck in long turns (a slow disk, say) do not stop the server from
 accepting.  When the pool stops, it fills the pipe so that the workers
 waiting for a token wake up.  The idea is nginx's
