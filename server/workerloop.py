@@ -25,17 +25,17 @@ CPU it used holding a token in its stats row, and the next holder of an
 extra token to pass it on or reach its tick retires it.  A holder passes its
 token on while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
-turn that took that long anyway, at an accept once ``SPREAD_CONNECTIONS`` of
-its connections have lasted ``SPREAD_AFTER_SECONDS`` or it holds
-``SPREAD_ANY_CONNECTIONS`` (and then leaves new connections to the other idle
-workers for a moment, so that long-lived connections spread over the pool),
-and when it stops accepting.  A worker process that dies holding a token has
-it given back by its pool.  And once a tick an idle worker without a token
-accepts a connection if one is waiting, so that holders all stuck in long
-turns (a slow disk, say) do not stop the server from accepting.  When the
-pool stops, it fills the pipe so that the workers waiting for a token wake
-up.  The idea is nginx's ``accept_mutex``, with tokens instead of a lock so
-that an idle worker can wait for one in its epoll set.
+turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
+connections (and then leaves new connections to the other idle workers for
+a moment, so that long-lived connections spread over the pool), and when it
+stops accepting.  A worker process that dies holding a token has it given
+back by its pool.  And once a tick an idle worker
+without a token accepts a connection if one is waiting, so that holders
+all stuck in long turns (a slow disk, say) do not stop the server from
+accepting.  When the pool stops, it fills the pipe so that the workers
+waiting for a token wake up.  The idea is nginx's
+``accept_mutex``, with tokens instead of a lock so that an idle worker can
+wait for one in its epoll set.
 
 The server holds at most ``FS_MAX_CONNECTIONS`` connections, room the
 workers share (``ConnectionRoom``): a worker takes room as it accepts and
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import itertools
 import logging
 import math
 import os
@@ -82,14 +81,9 @@ _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
                             errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
-# a token holder passes it on once this many of its connections have lasted
-# SPREAD_AFTER_SECONDS (short requests served back to back stay with it), or
-# once it holds SPREAD_ANY_CONNECTIONS however young (connections opened
-# together never move to another worker), then waits SPREAD_PAUSE_SECONDS
-# before it waits for a token again
+# a token holder passes it on once it holds this many connections, and then
+# waits this long before it waits for a token again
 SPREAD_CONNECTIONS = 32
-SPREAD_AFTER_SECONDS = 0.1
-SPREAD_ANY_CONNECTIONS = 4 * SPREAD_CONNECTIONS
 SPREAD_PAUSE_SECONDS = 0.01
 # the pool brings one more token into play when, over ADJUST_SECONDS, the holders
 # used this share of a CPU per token in play, and asks one to retire when they
@@ -501,25 +495,12 @@ class WorkerLoop:
                 sock.shutdown(socket.SHUT_RDWR)
         self.slot.holding(len(self.connections))
         self._advance(connection)
-        if self.tokens is not None and self._holds_many_lasting():
+        if len(self.connections) >= SPREAD_CONNECTIONS and self.tokens is not None:
             # the next connections are for other idle workers, if there are any
             self._accept_paused_until = time.monotonic() + SPREAD_PAUSE_SECONDS
             self._set_accepting(False)
         elif not self._has_room():
             self._set_accepting(False)
-
-    def _holds_many_lasting(self) -> bool:
-        """At least ``SPREAD_CONNECTIONS`` of the connections held have lasted
-        ``SPREAD_AFTER_SECONDS``, or ``SPREAD_ANY_CONNECTIONS`` are held.
-        ``connections`` is in the order they were accepted, so the age of the
-        ``SPREAD_CONNECTIONS``-th oldest tells."""
-        connections = self.connections
-        if len(connections) < SPREAD_CONNECTIONS:
-            return False
-        if len(connections) >= SPREAD_ANY_CONNECTIONS:
-            return True
-        nth_oldest = next(itertools.islice(connections.values(), SPREAD_CONNECTIONS - 1, None))
-        return time.monotonic() - nth_oldest.started >= SPREAD_AFTER_SECONDS
 
     def _has_room(self) -> bool:
         """Room for one more connection, taken from the shared room if need be."""

@@ -186,91 +186,32 @@ def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
         assert wait_until(lambda: tokens.given == 1 and holders(table) == 1, 5)
 
 
-def _held_open(stack, port, opened):
-    """One more connection, answered a LIST and held open."""
-    sock = stack.enter_context(connect(port, timeout=5))
-    sock.sendall(b"LIST\r\n\r\n")
-    read_reply(sock)
-    opened.append(sock)
-
-
-def _held(table) -> list[int]:
-    return [row["open_connections"] for row in table.rows()]
-
-
-def test_a_holder_of_many_lasting_connections_passes_its_token(tmp_path, monkeypatch):
-    """Long-lived connections spread over the pool: once SPREAD_CONNECTIONS of
-    a worker's connections have lasted SPREAD_AFTER_SECONDS, its next accept
-    passes its token on, and the next connection goes to another worker."""
-    monkeypatch.setattr(workerloop, "SPREAD_AFTER_SECONDS", 0.5)
+def test_a_holder_of_many_connections_passes_its_token(tmp_path):
+    """Long-lived connections spread over the pool: a worker holding
+    SPREAD_CONNECTIONS passes its token on, and the next one goes to another."""
     tokens = CountedTokens(1)
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
     handler.LONG_TURN_SECONDS = 1.0           # only the spread passes the token here
-    with loops_in_threads(handler, 2, tokens) as (port, table), \
-            contextlib.ExitStack() as stack:
-        opened = []
-        for _ in range(SPREAD_CONNECTIONS - 1):
-            _held_open(stack, port, opened)
-        time.sleep(workerloop.SPREAD_AFTER_SECONDS)
-        _held_open(stack, port, opened)       # 32 held, 31 of them lasting
-        time.sleep(0.1)
-        assert tokens.given == 0
-        time.sleep(workerloop.SPREAD_AFTER_SECONDS)
-        _held_open(stack, port, opened)       # now 32 have lasted
-        assert wait_until(lambda: tokens.given == 1, 5)
-        held = _held(table)
-        holder = held.index(max(held))
-        assert held[holder] >= SPREAD_CONNECTIONS + 1, held
-        assert wait_until(lambda: table.rows()[1 - holder]["accept_token"], 5)
-        before = held[holder]
-        _held_open(stack, port, opened)
-        held = _held(table)
-        assert held[holder] == before and sum(held) == len(opened), held
+    with loops_in_threads(handler, 2, tokens) as (port, table):
+        with contextlib.ExitStack() as stack:
+            opened = []
 
-
-def test_a_holder_of_many_young_connections_keeps_its_token(tmp_path, monkeypatch):
-    """Many connections that have not lasted SPREAD_AFTER_SECONDS (short requests
-    served back to back, LIST at 50 clients) stay with the holder: passing its
-    token on for them would wake idle workers many times a second."""
-    monkeypatch.setattr(workerloop, "SPREAD_AFTER_SECONDS", 60.0)
-    tokens = CountedTokens(1)
-    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
-    handler.LONG_TURN_SECONDS = 1.0
-    with loops_in_threads(handler, 2, tokens) as (port, table), \
-            contextlib.ExitStack() as stack:
-        opened = []
-        for _ in range(2 * SPREAD_CONNECTIONS):
-            _held_open(stack, port, opened)
-        assert tokens.given == 0
-        held = _held(table)
-        # (an idle worker may take one waiting connection at its tick)
-        assert max(held) > SPREAD_CONNECTIONS + 1 and sum(held) == len(opened), held
-
-
-def test_a_holder_passes_its_token_at_many_connections_however_young(tmp_path,
-                                                                      monkeypatch):
-    """Connections opened together (persistent clients, say) never move to
-    another worker: at SPREAD_ANY_CONNECTIONS the holder passes its token on
-    even if none has lasted."""
-    monkeypatch.setattr(workerloop, "SPREAD_AFTER_SECONDS", 60.0)
-    monkeypatch.setattr(workerloop, "SPREAD_ANY_CONNECTIONS", SPREAD_CONNECTIONS + 8)
-    tokens = CountedTokens(1)
-    handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
-    handler.LONG_TURN_SECONDS = 1.0
-    with loops_in_threads(handler, 2, tokens) as (port, table), \
-            contextlib.ExitStack() as stack:
-        opened = []
-        for _ in range(SPREAD_CONNECTIONS + 8):
-            _held_open(stack, port, opened)
-        assert wait_until(lambda: tokens.given == 1, 5)
-        held = _held(table)
-        holder = held.index(max(held))
-        assert wait_until(lambda: table.rows()[1 - holder]["accept_token"], 5)
-        for _ in range(4):
-            _held_open(stack, port, opened)
-        held = _held(table)
-        # (the holder, idle, may take one waiting connection at its tick)
-        assert held[1 - holder] >= 3 and sum(held) == len(opened), held
+            def one_more():
+                sock = stack.enter_context(connect(port, timeout=5))
+                sock.sendall(b"LIST\r\n\r\n")
+                read_reply(sock)                  # answered, held open
+                opened.append(sock)
+            for _ in range(2 * SPREAD_CONNECTIONS):
+                one_more()
+                if tokens.given:
+                    break
+            held = [row["open_connections"] for row in table.rows()]
+            assert tokens.given == 1 and max(held) == SPREAD_CONNECTIONS, held
+            spreader = held.index(SPREAD_CONNECTIONS)
+            assert wait_until(lambda: table.rows()[1 - spreader]["accept_token"], 5)
+            one_more()
+            held = [row["open_connections"] for row in table.rows()]
+            assert held[spreader] == SPREAD_CONNECTIONS and sum(held) == len(opened), held
 
 
 def accepting(srv) -> list[int]:
