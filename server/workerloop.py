@@ -25,9 +25,11 @@ CPU it used holding a token in its stats row, and the next holder of an
 extra token to pass it on or reach its tick retires it.  A holder passes its
 token on while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
-turn that took that long anyway, once it holds ``SPREAD_CONNECTIONS``
-connections (and then leaves new connections to the other idle workers for
-a moment, so that long-lived connections spread over the pool), and when it
+turn that took that long anyway, when it falls behind (a pass of its loop
+took ``SPREAD_BEHIND_SECONDS``: a connection it accepted now would wait as
+long to be read) or holds ``SPREAD_CONNECTIONS`` connections (then it leaves
+new connections to the other idle workers for a moment, so that connections
+spread over the pool when one worker cannot keep up with them), and when it
 stops accepting.  A worker process that dies holding a token has it given
 back by its pool.  And once a tick an idle worker
 without a token accepts a connection if one is waiting, so that holders
@@ -81,9 +83,11 @@ _TRANSIENT_ACCEPT_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENO
                             errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
 
 
-# a token holder passes it on once it holds this many connections, and then
-# waits this long before it waits for a token again
-SPREAD_CONNECTIONS = 32
+# a token holder passes it on after a pass of its loop (serving the connections
+# that were ready) took this long, or once it holds this many connections, and
+# then waits SPREAD_PAUSE_SECONDS before it waits for a token again
+SPREAD_BEHIND_SECONDS = 0.01
+SPREAD_CONNECTIONS = 128
 SPREAD_PAUSE_SECONDS = 0.01
 # the pool brings one more token into play when, over ADJUST_SECONDS, the holders
 # used this share of a CPU per token in play, and asks one to retire when they
@@ -351,7 +355,9 @@ class WorkerLoop:
                 else:
                     ready = ()               # self._ready fills for the next pass
                     timeout = TICK_SECONDS if self._accepting else self._poll_seconds()
-                for fd, _events in self._epoll.poll(timeout):
+                events = self._epoll.poll(timeout)
+                served_from = time.monotonic()
+                for fd, _events in events:
                     if fd == listener_fd:
                         self._accept()
                     elif fd == token_fd:
@@ -364,6 +370,8 @@ class WorkerLoop:
                     if not connection.closed:
                         self._advance(connection)
                 now = time.monotonic()
+                if now - served_from >= SPREAD_BEHIND_SECONDS:
+                    self._spread(now)
                 if now >= next_tick:
                     self._tick(now)
                     next_tick = now + TICK_SECONDS
@@ -495,24 +503,33 @@ class WorkerLoop:
                 sock.shutdown(socket.SHUT_RDWR)
         self.slot.holding(len(self.connections))
         self._advance(connection)
-        if len(self.connections) >= SPREAD_CONNECTIONS and self.tokens is not None:
-            # the next connections are for other idle workers, if there are any
-            self._accept_paused_until = time.monotonic() + SPREAD_PAUSE_SECONDS
+        if len(self.connections) >= SPREAD_CONNECTIONS:
+            self._spread(time.monotonic())
+        if self._accepting and not self._has_room():
             self._set_accepting(False)
-        elif not self._has_room():
+
+    def _spread(self, now: float) -> None:
+        """A holder that falls behind or holds many connections: the next ones
+        are for other idle workers, if there are any."""
+        if self.tokens is not None and self._holds_token and self._accepting:
+            self._accept_paused_until = now + SPREAD_PAUSE_SECONDS
             self._set_accepting(False)
 
     def _has_room(self) -> bool:
         """Room for one more connection, taken from the shared room if need be."""
         held = len(self.connections)
-        room = self.room
-        if held < room.kept_each + self._room_taken:
+        if held < self._may_hold():
             return True
         # counted first: if this process dies after the read, the pool gives it back
-        self.slot.took_room(self._room_taken + room.chunk)
-        self._room_taken += room.take(room.chunk)
+        chunk = self.room.chunk
+        self.slot.took_room(self._room_taken + chunk)
+        self._room_taken += self.room.take(chunk)
         self.slot.took_room(self._room_taken)
-        return held < room.kept_each + self._room_taken
+        return held < self._may_hold()
+
+    def _may_hold(self) -> int:
+        """Connections this worker has room for: its share kept beforehand and what it took."""
+        return self.room.kept_each + self._room_taken
 
     def _give_room(self, count: int) -> None:
         self.room.give(count)
@@ -579,7 +596,7 @@ class WorkerLoop:
         held = len(self.connections)
         self.slot.holding(held)
         chunk = self.room.chunk
-        if self._room_taken >= chunk and held + 2 * chunk <= self.room.kept_each + self._room_taken:
+        if self._room_taken >= chunk and held + 2 * chunk <= self._may_hold():
             self._give_room(chunk)
         if not self._accepting:
             self._set_accepting(True)

@@ -19,8 +19,8 @@ from server.pools import MODES, Pool, StopSignal
 from server.stats import WorkerTable
 from server.storage import Storage
 from server import workerloop
-from server.workerloop import (ADJUST_SECONDS, SPREAD_CONNECTIONS, TICK_SECONDS,
-                               AcceptTokens, ConnectionRoom, WorkerLoop)
+from server.workerloop import (ADJUST_SECONDS, TICK_SECONDS, AcceptTokens, ConnectionRoom,
+                               WorkerLoop)
 from tests.support import ServerProcess, command, connect, read_reply
 
 pytestmark = pytest.mark.unit
@@ -186,9 +186,12 @@ def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
         assert wait_until(lambda: tokens.given == 1 and holders(table) == 1, 5)
 
 
-def test_a_holder_of_many_connections_passes_its_token(tmp_path):
-    """Long-lived connections spread over the pool: a worker holding
-    SPREAD_CONNECTIONS passes its token on, and the next one goes to another."""
+def test_a_holder_of_many_connections_passes_its_token(tmp_path, monkeypatch):
+    """Connections spread over the pool: a worker holding SPREAD_CONNECTIONS
+    passes its token on, and the next one goes to another."""
+    monkeypatch.setattr(workerloop, "SPREAD_CONNECTIONS", 8)
+    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 5.0)
+    spread_at = workerloop.SPREAD_CONNECTIONS
     tokens = CountedTokens(1)
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
     handler.LONG_TURN_SECONDS = 1.0           # only the spread passes the token here
@@ -201,17 +204,57 @@ def test_a_holder_of_many_connections_passes_its_token(tmp_path):
                 sock.sendall(b"LIST\r\n\r\n")
                 read_reply(sock)                  # answered, held open
                 opened.append(sock)
-            for _ in range(2 * SPREAD_CONNECTIONS):
+            for _ in range(2 * spread_at):
                 one_more()
                 if tokens.given:
                     break
             held = [row["open_connections"] for row in table.rows()]
-            assert tokens.given == 1 and max(held) == SPREAD_CONNECTIONS, held
-            spreader = held.index(SPREAD_CONNECTIONS)
+            assert tokens.given == 1 and max(held) == spread_at, held
+            spreader = held.index(spread_at)
             assert wait_until(lambda: table.rows()[1 - spreader]["accept_token"], 5)
             one_more()
             held = [row["open_connections"] for row in table.rows()]
-            assert held[spreader] == SPREAD_CONNECTIONS and sum(held) == len(opened), held
+            assert held[spreader] == spread_at and sum(held) == len(opened), held
+
+
+def test_a_holder_that_falls_behind_passes_its_token(tmp_path, monkeypatch):
+    """Two LISTs ready at once take a pass of SPREAD_BEHIND_SECONDS, though
+    each turn is short of a long one: the holder passes its token on, and
+    the next connection goes to the other worker.  One such LIST alone does not."""
+    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 0.25)
+    listing = threading.Event()
+
+    class SlowList(Storage):
+        def list_names(self):
+            listing.set()
+            time.sleep(0.15)
+            return super().list_names()
+    tokens = CountedTokens(1)
+    handler = ConnectionHandler(SlowList(tmp_path), ServerConfig(timeout=10.0))
+    handler.LONG_TURN_SECONDS = 1.0
+    with loops_in_threads(handler, 2, tokens) as (port, table):
+        with contextlib.ExitStack() as stack:
+            first, second, third = (stack.enter_context(connect(port, timeout=5))
+                                    for _ in range(3))
+            assert wait_until(lambda: sorted(row["open_connections"]
+                                             for row in table.rows()) == [0, 3], 5)
+            first.sendall(b"LIST\r\n\r\n")
+            assert read_reply(first)["status"] == "OK"
+            listing.clear()
+            first.sendall(b"LIST\r\n\r\n")
+            assert listing.wait(5)            # the holder is busy: the next two wait
+            assert tokens.given == 0          # the pass of one LIST did not pass it on
+            second.sendall(b"LIST\r\n\r\n")
+            third.sendall(b"LIST\r\n\r\n")
+            for sock in (first, second, third):
+                assert read_reply(sock)["status"] == "OK"
+            assert wait_until(lambda: tokens.given == 1, 5)
+            held = [row["open_connections"] for row in table.rows()]
+            holder = held.index(3)
+            assert wait_until(lambda: table.rows()[1 - holder]["accept_token"], 5)
+            stack.enter_context(connect(port, timeout=5))
+            assert wait_until(lambda: table.rows()[1 - holder]["open_connections"] == 1, 5)
+            assert table.rows()[holder]["open_connections"] == 3
 
 
 def accepting(srv) -> list[int]:
@@ -350,6 +393,8 @@ def test_holders_that_keep_a_cpu_busy_get_another_acceptor(tmp_path, monkeypatch
                     pass
             return super().list_names()
     monkeypatch.setattr(workerloop, "BUSY_TOKEN_CPU_SHARE", 0.5)     # a margin for a busy VM
+    # twenty pipelined LISTs take a pass of 40 ms: the holder keeps its token all the same
+    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 5.0)
     tokens = AcceptTokens(2)
     handler = ConnectionHandler(BusyList(tmp_path), ServerConfig(timeout=10.0))
     handler.LONG_TURN_SECONDS = 1.0           # short turns: the holder keeps its token
