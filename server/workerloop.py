@@ -26,11 +26,10 @@ extra token to pass it on or reach its tick retires it.  A holder passes its
 token on while a turn holds it long (a transfer has gone on for
 ``ConnectionHandler.LONG_TURN_SECONDS``, or it waits for a peer), after a
 turn that took that long anyway, when it falls behind (a pass of its loop
-took ``SPREAD_BEHIND_SECONDS``: a connection it accepted now would wait as
-long to be read) or holds ``SPREAD_CONNECTIONS`` connections (then it leaves
-new connections to the other idle workers for a moment, so that connections
-spread over the pool when one worker cannot keep up with them), and when it
-stops accepting.  A worker process that dies holding a token has it given
+took ``SPREAD_BEHIND_SECONDS``: a new connection waited about as long to be
+accepted) or holds ``SPREAD_CONNECTIONS`` connections (then it leaves new
+connections to the other idle workers for a moment), and when it stops
+accepting.  A worker process that dies holding a token has it given
 back by its pool.  And once a tick an idle worker
 without a token accepts a connection if one is waiting, so that holders
 all stuck in long turns (a slow disk, say) do not stop the server from
@@ -510,7 +509,8 @@ class WorkerLoop:
 
     def _spread(self, now: float) -> None:
         """A holder that falls behind or holds many connections: the next ones
-        are for other idle workers, if there are any."""
+        are for other idle workers, if there are any.  (A worker whose token
+        went in that pass, for a long turn, waits for one again at once.)"""
         if self.tokens is not None and self._holds_token and self._accepting:
             self._accept_paused_until = now + SPREAD_PAUSE_SECONDS
             self._set_accepting(False)

@@ -95,7 +95,7 @@ def test_only_the_token_holders_wait_for_connections(tmp_path):
         assert tokens.available() == 0
         for _ in range(20):
             assert list_reply(port) == {"status": "OK", "data": []}
-        assert holders(table) == 1
+        assert wait_until(lambda: holders(table) == 1, 5)   # not between two holders
         served = [row["requests"] for row in table.rows()]
     assert sum(served) == 20
 
@@ -166,7 +166,8 @@ def test_a_long_transfer_lets_another_worker_accept(tmp_path, request_bytes):
             assert read_reply(transfer)["status"] == "OK"
 
 
-def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path):
+def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path, monkeypatch):
+    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 1.0)    # a pass preempted
     slow = threading.Event()
 
     class SlowList(Storage):
@@ -221,13 +222,13 @@ def test_a_holder_that_falls_behind_passes_its_token(tmp_path, monkeypatch):
     """Two LISTs ready at once take a pass of SPREAD_BEHIND_SECONDS, though
     each turn is short of a long one: the holder passes its token on, and
     the next connection goes to the other worker.  One such LIST alone does not."""
-    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 0.25)
+    monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 0.35)
     listing = threading.Event()
 
     class SlowList(Storage):
         def list_names(self):
             listing.set()
-            time.sleep(0.15)
+            time.sleep(0.2)
             return super().list_names()
     tokens = CountedTokens(1)
     handler = ConnectionHandler(SlowList(tmp_path), ServerConfig(timeout=10.0))
@@ -393,7 +394,7 @@ def test_holders_that_keep_a_cpu_busy_get_another_acceptor(tmp_path, monkeypatch
                     pass
             return super().list_names()
     monkeypatch.setattr(workerloop, "BUSY_TOKEN_CPU_SHARE", 0.5)     # a margin for a busy VM
-    # twenty pipelined LISTs take a pass of 40 ms: the holder keeps its token all the same
+    # as LONG_TURN_SECONDS below: this test is about adjust, not when a token is passed
     monkeypatch.setattr(workerloop, "SPREAD_BEHIND_SECONDS", 5.0)
     tokens = AcceptTokens(2)
     handler = ConnectionHandler(BusyList(tmp_path), ServerConfig(timeout=10.0))
