@@ -29,14 +29,13 @@ turn that took that long anyway, when it falls behind (a pass of its loop
 took ``SPREAD_BEHIND_SECONDS``: a new connection waited about as long to be
 accepted) or holds ``SPREAD_CONNECTIONS`` connections (then it leaves new
 connections to the other idle workers for a moment), and when it stops
-accepting.  A worker process that dies holding a token has it given
-back by its pool.  And once a tick an idle worker
-without a token accepts a connection if one is waiting, so that holders
-all stuck in long turns (a slow disk, say) do not stop the server from
-accepting.  When the pool stops, it fills the pipe so that the workers
-waiting for a token wake up.  The idea is nginx's
-``accept_mutex``, with tokens instead of a lock so that an idle worker can
-wait for one in its epoll set.
+accepting.  A worker process that dies holding a token has it given back by
+its pool.  And once a tick an idle worker without a token accepts a
+connection if one is waiting, so that holders all stuck in long turns (a
+slow disk, say) do not stop the server from accepting.  When the pool
+stops, it fills the pipe so that the workers waiting for a token wake up.
+The idea is nginx's ``accept_mutex``, with tokens instead of a lock so that
+an idle worker can wait for one in its epoll set.
 
 The server holds at most ``FS_MAX_CONNECTIONS`` connections, room the
 workers share (``ConnectionRoom``): a worker takes room as it accepts and

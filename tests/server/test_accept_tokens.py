@@ -187,6 +187,18 @@ def test_a_holder_passes_its_token_after_a_long_turn_only(tmp_path, monkeypatch)
         assert wait_until(lambda: tokens.given == 1 and holders(table) == 1, 5)
 
 
+def _held_open(stack, port, opened):
+    """One more connection, answered a LIST and held open."""
+    sock = stack.enter_context(connect(port, timeout=5))
+    sock.sendall(b"LIST\r\n\r\n")
+    read_reply(sock)
+    opened.append(sock)
+
+
+def _held(table) -> list[int]:
+    return [row["open_connections"] for row in table.rows()]
+
+
 def test_a_holder_of_many_connections_passes_its_token(tmp_path, monkeypatch):
     """Connections spread over the pool: a worker holding SPREAD_CONNECTIONS
     passes its token on, and the next one goes to another."""
@@ -196,26 +208,20 @@ def test_a_holder_of_many_connections_passes_its_token(tmp_path, monkeypatch):
     tokens = CountedTokens(1)
     handler = ConnectionHandler(Storage(tmp_path), ServerConfig(timeout=10.0))
     handler.LONG_TURN_SECONDS = 1.0           # only the spread passes the token here
-    with loops_in_threads(handler, 2, tokens) as (port, table):
-        with contextlib.ExitStack() as stack:
-            opened = []
-
-            def one_more():
-                sock = stack.enter_context(connect(port, timeout=5))
-                sock.sendall(b"LIST\r\n\r\n")
-                read_reply(sock)                  # answered, held open
-                opened.append(sock)
-            for _ in range(2 * spread_at):
-                one_more()
-                if tokens.given:
-                    break
-            held = [row["open_connections"] for row in table.rows()]
-            assert tokens.given == 1 and max(held) == spread_at, held
-            spreader = held.index(spread_at)
-            assert wait_until(lambda: table.rows()[1 - spreader]["accept_token"], 5)
-            one_more()
-            held = [row["open_connections"] for row in table.rows()]
-            assert held[spreader] == spread_at and sum(held) == len(opened), held
+    with loops_in_threads(handler, 2, tokens) as (port, table), \
+            contextlib.ExitStack() as stack:
+        opened = []
+        for _ in range(2 * spread_at):
+            _held_open(stack, port, opened)
+            if tokens.given:
+                break
+        held = _held(table)
+        assert tokens.given == 1 and max(held) == spread_at, held
+        spreader = held.index(spread_at)
+        assert wait_until(lambda: table.rows()[1 - spreader]["accept_token"], 5)
+        _held_open(stack, port, opened)
+        held = _held(table)
+        assert held[spreader] == spread_at and sum(held) == len(opened), held
 
 
 def test_a_holder_that_falls_behind_passes_its_token(tmp_path, monkeypatch):
@@ -237,8 +243,7 @@ def test_a_holder_that_falls_behind_passes_its_token(tmp_path, monkeypatch):
         with contextlib.ExitStack() as stack:
             first, second, third = (stack.enter_context(connect(port, timeout=5))
                                     for _ in range(3))
-            assert wait_until(lambda: sorted(row["open_connections"]
-                                             for row in table.rows()) == [0, 3], 5)
+            assert wait_until(lambda: sorted(_held(table)) == [0, 3], 5)
             first.sendall(b"LIST\r\n\r\n")
             assert read_reply(first)["status"] == "OK"
             listing.clear()
@@ -250,12 +255,11 @@ def test_a_holder_that_falls_behind_passes_its_token(tmp_path, monkeypatch):
             for sock in (first, second, third):
                 assert read_reply(sock)["status"] == "OK"
             assert wait_until(lambda: tokens.given == 1, 5)
-            held = [row["open_connections"] for row in table.rows()]
-            holder = held.index(3)
+            holder = _held(table).index(3)
             assert wait_until(lambda: table.rows()[1 - holder]["accept_token"], 5)
             stack.enter_context(connect(port, timeout=5))
-            assert wait_until(lambda: table.rows()[1 - holder]["open_connections"] == 1, 5)
-            assert table.rows()[holder]["open_connections"] == 3
+            assert wait_until(lambda: _held(table)[1 - holder] == 1, 5)
+            assert _held(table)[holder] == 3
 
 
 def accepting(srv) -> list[int]:
